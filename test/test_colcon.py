@@ -1,0 +1,34 @@
+"""`colcon build` (PyPI colcon-common-extensions, no ROS install needed) puts everything in the standard paths."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_colcon_build_installs_standard_layout(tmp_path):
+    colcon = shutil.which("colcon") or str(Path(sys.executable).parent / "colcon")
+    if not Path(colcon).exists():
+        pytest.skip("colcon is not installed (pip install colcon-common-extensions)")
+    result = subprocess.run(
+        [colcon, "build", "--base-paths", str(REPO), "--build-base", str(tmp_path / "build"),
+         "--install-base", str(tmp_path / "install"), "--event-handlers", "console_direct-"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    prefix = tmp_path / "install" / "depth_node"
+    share = prefix / "share" / "depth_node"
+    for executable in ("estimator", "depth-estimator", "depth-train", "depth-demo"):
+        assert (prefix / "lib" / "depth_node" / executable).is_file(), executable
+    assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "depth_node").is_file()
+    assert (share / "package.xml").read_text() == (REPO / "package.xml").read_text()
+    assert (share / "launch" / "estimator.launch.py").is_file()
+    assert (share / "config" / "estimator.yaml").is_file() and (share / "config" / "depth.rviz").is_file()
+    site = next((prefix / "lib").glob("python3*/site-packages"))
+    assert (site / "depth_node" / "node.py").is_file()
+    assert (site / "depth_node_training" / "train.py").is_file()
+    assert (site / "depth_node_training" / "configs" / "default.yaml").is_file()
+    assert (site / "depth_node" / "models" / "default.pt").is_file()

@@ -1,0 +1,77 @@
+"""Data readers on files the tests write themselves, and on the real 7-Scenes frames when present."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from depth_node_training.config import DataConfig
+from depth_node_training.datasets import TrainingPairs, lr_supervision, open_frames
+
+
+def write_frame(folder, stem, color, depth_mm):
+    cv2.imwrite(str(folder / f"{stem}.color.png"), cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / f"{stem}.depth.png"), depth_mm)
+
+
+def test_seven_scenes_reader(tmp_path):
+    rng = np.random.default_rng(0)
+    colors = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(3)]
+    depth = np.full((48, 64), 1500, np.uint16)
+    depth[0, 0], depth[0, 1] = 0, 65535
+    for i, c in enumerate(colors):
+        write_frame(tmp_path, f"frame-{i:06d}", c, depth)
+    np.savetxt(tmp_path / "camera-intrinsics.txt", np.array([[50, 0, 32], [0, 50, 24], [0, 0, 1]]))
+    frames = open_frames(str(tmp_path))
+    assert len(frames) == 3 and frames[2].name == "frame-000002"
+    np.testing.assert_array_equal(frames[1].color, colors[1])
+    assert frames[0].depth_hr[0, 0] == 0 and frames[0].depth_hr[0, 1] == 0 and frames[0].depth_hr[5, 5] == 1.5
+    assert frames[0].K[0, 0] == 50
+    block = open_frames(f"{tmp_path}@1:3")
+    assert len(block) == 2 and block[0].name == "frame-000001"
+
+
+def test_tum_reader_associates_by_timestamp(tmp_path):
+    (tmp_path / "rgb").mkdir()
+    (tmp_path / "depth").mkdir()
+    color = np.zeros((8, 8, 3), np.uint8)
+    depth = np.full((8, 8), 10000, np.uint16)  # 2 m at 5000 units per metre
+    rgb_lines, depth_lines = [], []
+    for t in [1.00, 1.033, 1.066]:
+        cv2.imwrite(str(tmp_path / f"rgb/{t:.3f}.png"), color)
+        rgb_lines.append(f"{t:.3f} rgb/{t:.3f}.png")
+    for t in [1.005, 1.039, 1.2]:  # the third color frame has no depth within 20 ms
+        cv2.imwrite(str(tmp_path / f"depth/{t:.3f}.png"), depth)
+        depth_lines.append(f"{t:.3f} depth/{t:.3f}.png")
+    (tmp_path / "rgb.txt").write_text("# color\n" + "\n".join(rgb_lines))
+    (tmp_path / "depth.txt").write_text("# depth\n" + "\n".join(depth_lines))
+    with pytest.raises(ValueError, match="intrinsics"):
+        open_frames(str(tmp_path))
+    (tmp_path / "camera.json").write_text(json.dumps({"fx": 5, "fy": 5, "cx": 4, "cy": 4}))
+    frames = open_frames(str(tmp_path))
+    assert len(frames) == 2 and frames[1].depth_hr[0, 0] == pytest.approx(2.0)
+    assert open_frames(str(tmp_path), intrinsics=(7, 7, 4, 4))[0].K[0, 0] == 7
+
+
+def test_training_pairs_crop_is_aligned_to_the_lr_grid(redkitchen):
+    frames = open_frames(f"{redkitchen}@0:2")
+    data = DataConfig(factor=4, crop_height=240, crop_width=320, hflip=False, color_jitter=0)
+    sample = TrainingPairs(frames, data, seed=3)[0]
+    assert sample["image"].shape == (3, 240, 320) and sample["depth_lr"].shape == (1, 60, 80)
+    assert sample["depth_hr"].shape == (1, 240, 320)
+    from depth_node_training.reduce import down_depth_np
+
+    # the LR crop equals the reduction of the HR crop: footprints were not cut
+    np.testing.assert_allclose(sample["depth_lr"][0].numpy(), down_depth_np(sample["depth_hr"][0].numpy(), 4, 0.5,
+                                                                            0.1, 10.0), atol=1e-5)
+
+
+def test_real_seven_scenes_frames(redkitchen):
+    frames = open_frames(f"{redkitchen}@500:600")
+    assert len(frames) == 100
+    f = frames[0]
+    assert f.name == "frame-000500" and f.color.shape == (480, 640, 3) and f.color.dtype == np.uint8
+    valid = f.depth_hr > 0
+    assert 0.7 < valid.mean() < 1.0 and 0.5 < f.depth_hr[valid].min() and f.depth_hr[valid].max() < 5.0
+    lr = lr_supervision(f, DataConfig(factor=4))
+    assert lr.shape == (120, 160) and 0.7 < (lr > 0).mean() <= 1.0

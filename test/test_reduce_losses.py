@@ -1,0 +1,97 @@
+"""The reduction operator, masked losses, affinities and metrics on hand-made numbers."""
+
+import numpy as np
+import pytest
+import torch
+from depth_node_training.affinity import affinity, affinity_loss
+from depth_node_training.losses import FORMS, masked_depth_loss
+from depth_node_training.metrics import depth_metrics
+from depth_node_training.reduce import down, down_depth_np, lr_size, valid_depth
+
+
+def test_down_matches_lr_sensor_definition():
+    """Each LR pixel = mean of the valid HR pixels of its 2x2 footprint; invalid when fewer than half are valid."""
+    hr = np.array([[1.0, 3.0, 0.0, 0.0],
+                   [2.0, 2.0, 0.0, 5.0],
+                   [4.0, 0.0, 6.0, 6.0],
+                   [0.0, 0.0, 6.0, np.nan]], dtype=np.float32)
+    lr = down_depth_np(hr, 2, min_valid_fraction=0.5)
+    expected = np.array([[2.0, 0.0],  # 1 of 4 valid -> invalid
+                         [0.0, 6.0]], dtype=np.float32)  # 1 of 4 valid; NaN counts as invalid
+    np.testing.assert_allclose(lr, expected)
+    np.testing.assert_allclose(down_depth_np(hr, 2, min_valid_fraction=0.25), [[2.0, 5.0], [4.0, 6.0]])
+
+
+def test_down_sizes_and_plain_average():
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    np.testing.assert_allclose(down(x, (2, 2))[0, 0].numpy(), [[2.5, 4.5], [10.5, 12.5]])
+    assert lr_size(480, 640, 4) == (120, 160) and lr_size(480, 640, 8) == (60, 80)
+    assert down(torch.rand(1, 3, 480, 640), lr_size(480, 640, 3.2)).shape[-2:] == (150, 200)
+
+
+def test_valid_depth_rejects_zero_nan_inf_and_out_of_range():
+    d = torch.tensor([0.0, float("nan"), float("inf"), 0.05, 1.0, 20.0])
+    assert valid_depth(d, 0.1, 10.0).tolist() == [False, False, False, False, True, False]
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_loss_zero_on_perfect_grows_with_error_and_ignores_invalid(form):
+    gt = torch.rand(2, 1, 8, 8) * 3 + 0.5
+    mask = torch.rand(2, 1, 8, 8) > 0.3
+    assert masked_depth_loss(gt.clone(), gt, mask, form).item() == pytest.approx(0.0, abs=1e-3)
+    small = masked_depth_loss(gt * 1.1, gt, mask, form).item()
+    large = masked_depth_loss(gt * 1.5 + 0.2, gt, mask, form).item()
+    assert 0 < small < large
+    garbage = torch.where(mask, gt * 1.1, torch.full_like(gt, 1e3))
+    assert masked_depth_loss(garbage, gt, mask, form).item() == pytest.approx(small, rel=1e-5)
+
+
+def test_loss_gradient_never_reaches_invalid_pixels():
+    pred = (torch.rand(1, 1, 4, 4) + 1).requires_grad_()
+    gt = torch.ones(1, 1, 4, 4)
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    mask[..., :2, :] = True
+    masked_depth_loss(pred, gt, mask, "l1").backward()
+    assert torch.all(pred.grad[..., 2:, :] == 0) and torch.all(pred.grad[..., :2, :] != 0)
+    assert masked_depth_loss(pred, gt, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_affinity_is_cosine_similarity_of_pooled_cells():
+    f = torch.zeros(1, 2, 2, 2)
+    f[0, 0, 0, 0] = 1.0  # cell 0 along channel 0
+    f[0, 1, 0, 1] = 2.0  # cell 1 along channel 1
+    f[0, :, 1, 0] = torch.tensor([1.0, 1.0])  # cell 2 at 45 degrees
+    f[0, 0, 1, 1] = -3.0  # cell 3 opposite to cell 0
+    a = affinity(f, (2, 2))[0]
+    assert a.shape == (4, 4)
+    assert a[0, 0] == pytest.approx(1.0) and a[0, 1] == pytest.approx(0.0)
+    assert a[0, 2] == pytest.approx(2**-0.5, rel=1e-5) and a[0, 3] == pytest.approx(-1.0)
+    assert torch.allclose(a, a.T)
+
+
+def test_affinity_loss_invariant_to_width_and_masks_invalid_cells():
+    student = torch.rand(1, 8, 16, 16)
+    teacher = torch.cat([student, student], 1)  # another width, same structure
+    valid = torch.ones(1, 1, 8, 8, dtype=torch.bool)
+    assert affinity_loss(student, teacher, valid, (4, 4)).item() == pytest.approx(0.0, abs=1e-5)
+    other = torch.rand(1, 3, 16, 16)
+    assert affinity_loss(student, other, valid, (4, 4)).item() > 0.01
+    assert affinity_loss(student, other, torch.zeros_like(valid), (4, 4)).item() == 0.0
+    teacher.requires_grad_()
+    affinity_loss(student.requires_grad_(), teacher, valid, (4, 4)).backward()
+    assert teacher.grad is None  # the teacher is not pulled towards the student
+
+
+def test_metrics_against_hand_computed_values():
+    gt = np.array([[1.0, 2.0], [4.0, 0.0]])
+    pred = np.array([[1.0, 3.0], [2.0, 7.0]])  # last pixel has no ground truth
+    m = depth_metrics(pred, gt, 0.1, 10.0)
+    assert m["abs_rel"] == pytest.approx((0 + 0.5 + 0.5) / 3)
+    assert m["sq_rel"] == pytest.approx((0 + 1 / 2 + 4 / 4) / 3)
+    assert m["rmse"] == pytest.approx(np.sqrt((0 + 1 + 4) / 3))
+    assert m["rmse_log"] == pytest.approx(np.sqrt((0 + np.log(1.5) ** 2 + np.log(0.5) ** 2) / 3))
+    assert m["log10"] == pytest.approx((0 + np.log10(1.5) + np.log10(2)) / 3)
+    assert m["delta1"] == pytest.approx(1 / 3) and m["delta2"] == pytest.approx(2 / 3)
+    assert m["delta3"] == pytest.approx(2 / 3)  # ratio 2.0 > 1.25^3 = 1.953
+    scaled = depth_metrics(gt * 2.5, gt, 0.1, 10.0, median_scaling=True)
+    assert scaled["abs_rel"] == pytest.approx(0.0)

@@ -1,0 +1,42 @@
+"""Affinity distillation: make the estimator's pairwise feature similarities match the reconstruction network's.
+
+A feature map (N,C,h,w) is average-pooled to a fixed grid (so memory is bounded whatever the image size: a 20x15 grid
+gives a 300x300 matrix per image), each cell's C-vector is L2-normalised, and the affinity matrix is the cosine
+similarity of every pair of cells. Comparing affinities instead of features lets networks of different widths (and
+inputs: color vs depth) be compared, and transfers *structure* (which regions belong to the same surface) rather
+than appearance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def crop_valid(feature: torch.Tensor, size: tuple[int, int], stride: int) -> torch.Tensor:
+    """Drop the cells that only cover stride padding; ``size`` is the unpadded (h, w) input of the map."""
+    h, w = size
+    return feature[..., : math.ceil(h / stride), : math.ceil(w / stride)]
+
+
+def affinity(feature: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(N,C,h,w) -> (N, G, G) cosine-similarity matrix of the cells of a ``grid``-pooled feature map, G = gh*gw."""
+    pooled = F.adaptive_avg_pool2d(feature.float(), grid).flatten(2)  # N, C, G
+    pooled = F.normalize(pooled, dim=1)
+    return pooled.transpose(1, 2) @ pooled
+
+
+def affinity_loss(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor,
+                  grid: tuple[int, int]) -> torch.Tensor:
+    """Mean |A_student - A_teacher| over pairs of grid cells that both have valid depth; the teacher is not updated.
+
+    ``valid`` is the (N,1,h,w) validity of the LR ground truth; a cell counts when at least half of it is valid.
+    """
+    cells = (F.adaptive_avg_pool2d(valid.float(), grid).flatten(1) >= 0.5).float()  # N, G
+    pairs = cells[:, :, None] * cells[:, None, :]
+    if pairs.sum() == 0:
+        return student.sum() * 0.0
+    diff = (affinity(student, grid) - affinity(teacher.detach(), grid)).abs()
+    return (diff * pairs).sum() / pairs.sum()

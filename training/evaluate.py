@@ -1,0 +1,112 @@
+"""Evaluation at the ground truth's full resolution: per-frame CSV, summary JSON, preview PNGs.
+
+Works on any ``predict(rgb uint8 HxWx3) -> depth HxW metres``: a PyTorch model here, or any runtime backend through
+``depth_node.estimator.load_estimator`` (the CLI), so every backend is measured on the same data and metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .frames import FrameSource
+from .metrics import METRICS, depth_metrics
+from .previews import preview_row, save_rows
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+def torch_predictor(model: torch.nn.Module, mean, std) -> Predictor:
+    """Wrap an estimator: uint8 RGB in, metres out, at the input resolution."""
+    device = next(model.parameters()).device
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def predict(rgb: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(rgb).to(device).permute(2, 0, 1)[None].float() / 255.0
+        return model((x - mean_t) / std_t)[0, 0].float().cpu().numpy()
+
+    return predict
+
+
+def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 0.1, max_depth: float = 10.0,
+                    median_scaling: bool = False, csv_path: Path | None = None, previews_dir: Path | None = None,
+                    previews: int = 4, desc: str = "evaluate") -> dict:
+    """Mean metrics over frames with HR ground truth; predictions of another size are resized to the ground truth."""
+    rows, picked = [], []
+    preview_at = set(np.linspace(0, len(frames) - 1, previews).round().astype(int).tolist()) if previews else set()
+    for i in tqdm(range(len(frames)), desc=desc, dynamic_ncols=True):
+        frame = frames[i]
+        if frame.depth_hr is None:
+            continue
+        pred = predict(frame.color)
+        gt = frame.depth_hr
+        if pred.shape != gt.shape:
+            pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
+        rows.append({"frame": frame.name, **depth_metrics(pred, gt, min_depth, max_depth, median_scaling)})
+        if i in preview_at:
+            picked.append(preview_row(frame.color, gt, pred, min_depth, max_depth))
+    if not rows:
+        raise ValueError("no frame has HR ground truth to evaluate against")
+    summary = {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
+    summary["frames"] = len(rows)
+    if csv_path:
+        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    if previews_dir and picked:
+        save_rows(picked, Path(previews_dir) / "previews.png")
+    return summary
+
+
+def format_table(results: dict[str, dict]) -> str:
+    """Markdown table, one row per run."""
+    head = "| run | " + " | ".join(METRICS) + " |"
+    lines = [head, "|" + " --- |" * (len(METRICS) + 1)]
+    for name, r in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r[m]:.3f}" for m in METRICS) + " |")
+    return "\n".join(lines)
+
+
+def run(args) -> None:
+    """``depth-train evaluate``: any model file through the runtime interface, on any dataset reader."""
+    from depth_node.estimator import load_estimator
+
+    from .datasets import open_frames
+
+    estimator = load_estimator(args.model, backend=args.backend)
+    factor = args.factor
+    frames = open_frames(args.data)
+    summary = evaluate_frames(lambda rgb: estimator.infer(rgb, "rgb8")[0], frames, args.min_depth, args.max_depth,
+                              args.median_scaling, args.csv, args.previews, desc=f"evaluate ({estimator.backend})")
+    summary.update({"model": str(args.model or "default"), "backend": estimator.backend, "data": args.data,
+                    "factor": factor})
+    print(format_table({Path(str(args.model or "default")).name: summary}))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=2))
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="metrics of a model against HR ground truth")
+    p.add_argument("--model", help="checkpoint (.pt), ONNX (.onnx) or TensorRT engine; default: the shipped model")
+    p.add_argument("--backend", default="auto", help="auto | tensorrt | onnxruntime | torch")
+    p.add_argument("--data", required=True, help="dataset path, optionally PATH@START:STOP")
+    p.add_argument("--factor", type=float, default=4.0, help="HR/LR factor the data's LR supervision used (recorded)")
+    p.add_argument("--min-depth", type=float, default=0.1)
+    p.add_argument("--max-depth", type=float, default=10.0)
+    p.add_argument("--median-scaling", action="store_true")
+    p.add_argument("--csv", type=Path, help="per-frame metrics CSV")
+    p.add_argument("--json", type=Path, help="summary JSON")
+    p.add_argument("--previews", type=Path, help="folder for preview PNGs")
+    p.set_defaults(func=run)

@@ -1,0 +1,79 @@
+"""The training objective: the paper's four weak-supervision terms (or the HR-oracle loss), as named loss terms.
+
+With D_hr = f(I_hr), D_lr = f(down(I_hr)) (one network, shared weights), G_lr the LR ground truth:
+  l_lr       (1) L(D_lr, G_lr)
+  l_hr       (2) L(down(D_hr), G_lr)            down = masked footprint mean, as the sensor reduces
+  l_cons     (3) L(D_lr, down(D_hr))            everywhere, no ground truth needed
+  l_affinity (4) |A(f features) - A(g features)| with g the reconstruction network run on G_lr (teacher, no gradient)
+  l_recon    the reconstruction network's own loss L(g(G_lr), G_lr), so the teacher is trained jointly
+A term whose weight is 0 is not computed (the lr-only run never even runs the HR branch).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .affinity import affinity_loss, crop_valid
+from .config import Config
+from .losses import masked_depth_loss
+from .networks import DepthEstimator, ReconstructionNet
+from .reduce import down, valid_depth
+
+STUDENT_LEVELS = ((-2, 4), (-1, 2))  # (decoder level, stride): the two finest estimator decoder levels
+TEACHER_LEVELS = (-2, -1)  # the two finest reconstruction-network decoder levels
+
+
+class WeakObjective(nn.Module):
+    """Estimator + teacher + loss terms in one module, so DistributedDataParallel can wrap the whole training step."""
+
+    def __init__(self, model: DepthEstimator, teacher: ReconstructionNet | None, cfg: Config) -> None:
+        super().__init__()
+        self.model, self.teacher, self.cfg = model, teacher, cfg
+
+    def forward(self, image: torch.Tensor, depth_lr: torch.Tensor, depth_hr: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss terms for one batch; ``image`` is normalised HR RGB, depths are metres with 0 = invalid."""
+        return weak_losses(self.model, self.teacher, image, depth_lr, depth_hr, self.cfg)
+
+
+def weak_losses(model: DepthEstimator, teacher: ReconstructionNet | None, image: torch.Tensor, depth_lr: torch.Tensor,
+                depth_hr: torch.Tensor, cfg: Config) -> dict[str, torch.Tensor]:
+    """Loss terms for one batch (see the module docstring)."""
+    loss, data = cfg.loss, cfg.data
+    if loss.supervision == "hr":
+        d_hr = model(image)
+        return {"l_oracle": masked_depth_loss(d_hr, depth_hr, valid_depth(depth_hr, data.min_depth, data.max_depth),
+                                               loss.form)}
+    lr_size = depth_lr.shape[-2:]
+    valid_lr = valid_depth(depth_lr, data.min_depth, data.max_depth)
+    image_lr = down(image, lr_size)
+    feats_lr = model.forward_features(image_lr)
+    d_lr = model.predict(feats_lr, lr_size)
+    terms = {"l_lr": masked_depth_loss(d_lr, depth_lr, valid_lr, loss.form)}
+    students = [(feats_lr, lr_size)]
+    if loss.w_hr > 0 or loss.w_cons > 0:
+        feats_hr = model.forward_features(image)
+        d_hr_down = down(model.predict(feats_hr, image.shape[-2:]), lr_size)
+        students.append((feats_hr, image.shape[-2:]))
+        if loss.w_hr > 0:
+            terms["l_hr"] = masked_depth_loss(d_hr_down, depth_lr, valid_lr, loss.form)
+        if loss.w_cons > 0:
+            terms["l_cons"] = masked_depth_loss(d_lr, d_hr_down, torch.ones_like(valid_lr), loss.form)
+    if teacher is not None and loss.w_affinity > 0:
+        teacher_input = torch.where(valid_lr, depth_lr, torch.zeros_like(depth_lr))
+        t_feats = teacher.forward_features(teacher_input)
+        terms["l_recon"] = masked_depth_loss(teacher.head(t_feats[-1], lr_size), depth_lr, valid_lr, loss.form)
+        pairs = [
+            affinity_loss(crop_valid(feats[level], size, stride), t_feats[t_level], valid_lr, loss.affinity_grid)
+            for feats, size in students
+            for (level, stride), t_level in zip(STUDENT_LEVELS, TEACHER_LEVELS)
+        ]
+        terms["l_affinity"] = torch.stack(pairs).mean()
+    return terms
+
+
+def total_loss(terms: dict[str, torch.Tensor], cfg: Config, affinity_ramp: float = 1.0) -> torch.Tensor:
+    """Weighted sum; ``affinity_ramp`` in [0, 1] phases distillation in while the teacher is still untrained."""
+    weights = {"l_lr": cfg.loss.w_lr, "l_hr": cfg.loss.w_hr, "l_cons": cfg.loss.w_cons, "l_recon": cfg.loss.w_recon,
+               "l_affinity": cfg.loss.w_affinity * affinity_ramp, "l_oracle": 1.0}
+    return sum(weights[name] * value for name, value in terms.items())
