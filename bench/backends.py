@@ -1,0 +1,183 @@
+"""Latency and throughput of every available backend through ``Estimator.infer`` (pre/post-processing included).
+
+For each model size (default 640x480 and 320x240) the model is run at that size on a real 640x480 frame resized to it,
+so the numbers are what the node sees per image. Also counts the estimator's FLOPs and relates the achieved rate to the
+machine's peak. Prints a table and writes JSON:
+
+    python bench/backends.py --out bench/results/backends.json
+
+On a shared machine the load average is recorded too: a busy CPU slows every backend alike, but read figures from
+separate runs with care. Target on the CPU: ONNX Runtime at 640x480 at least 1.5x faster than PyTorch eager.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from depth_node_training.checkpoint import load_model, save_checkpoint
+from depth_node_training.config import load_config
+from depth_node_training.export import DeployModel
+from depth_node_training.networks import DepthEstimator
+from torch.utils.flop_counter import FlopCounterMode
+
+from depth_node.default_model import MODEL_DIR
+from depth_node.estimator import BACKENDS, load_estimator, unavailable_reason
+
+FRAME = Path(__file__).resolve().parents[2] / "shared" / "data" / "redkitchen" / "frame-000000.color.jpg"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """WIDTHxHEIGHT as cameras name resolutions (640x480) -> (height, width)."""
+    w, h = (int(v) for v in text.lower().split("x"))
+    return h, w
+
+
+def estimator_flops(checkpoint: Path, size: tuple[int, int]) -> int:
+    """Multiply-adds of convolutions and matmuls, 2 FLOPs each (element-wise ops are not counted)."""
+    net, cfg, _ = load_model(checkpoint)
+    model = DeployModel(net, cfg.model.mean, cfg.model.std).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, *size))
+    return int(counter.get_total_flops())
+
+
+def cpu_info() -> dict:
+    """CPU model, cores, clock and theoretical fp32 peak (cores x clock x FLOPs/cycle from the vector units)."""
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+
+    def field(name: str) -> str:
+        match = re.search(rf"^{name}\s*:\s*(.+)$", text, re.M)
+        return match.group(1).strip() if match else ""
+
+    flags = set(field("flags").split())
+    vendor = field("vendor_id")
+    # FP32 FLOPs per cycle per core: two FMA pipes of 256 bits (AVX2 cores, and AMD Zen 4 running AVX-512 as 2x256)
+    # = 2 x 8 x 2 = 32; Intel server cores with two 512-bit FMA units = 64.
+    per_cycle = 64 if ("avx512f" in flags and vendor == "GenuineIntel") else 32 if "fma" in flags else 16
+    cores = os.cpu_count() or 1
+    mhz = float(field("cpu MHz") or 0)
+    return {"model": field("model name") or platform.processor(), "cores": cores, "mhz": mhz,
+            "flops_per_cycle_per_core": per_cycle, "peak_gflops": cores * mhz * 1e-3 * per_cycle or float("nan")}
+
+
+def measured_sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 matrix-multiply rate on this machine now: the attainable peak, under the current load."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def bench_backend(model: str, backend: str, size: tuple[int, int], image: np.ndarray, iters: int, warmup: int,
+                  cache: str) -> dict:
+    estimator = load_estimator(model, backend, engine_cache_dir=cache, input_size=size)
+    for _ in range(warmup):
+        estimator.infer(image)
+    totals, stages = [], []
+    for _ in range(iters):
+        t = time.perf_counter()
+        _, timings = estimator.infer(image)
+        totals.append(1e3 * (time.perf_counter() - t))
+        stages.append(timings)
+    totals = np.array(totals)
+    return {"backend": backend, "device": estimator.device, "size": f"{size[1]}x{size[0]}",
+            "median_ms": float(np.median(totals)), "p90_ms": float(np.percentile(totals, 90)),
+            "throughput_fps": float(1e3 / totals.mean()),
+            **{f"{k}_ms": float(np.median([s[k] for s in stages])) for k in ("preprocess", "inference", "postprocess")}}
+
+
+def default_or_random_model(tmp: Path) -> tuple[Path, str]:
+    if (MODEL_DIR / "default.pt").exists():
+        return MODEL_DIR / "default.pt", "default.pt"
+    cfg = load_config(None, ["model.pretrained=false"])
+    path = save_checkpoint(tmp / "random.pt", DepthEstimator(cfg.model), cfg, 0, {"data": [], "git_rev": "bench"})
+    return path, "random weights (no default model; speed does not depend on weights)"
+
+
+def on_cpu(device: str) -> bool:
+    return device == "cpu" or device.startswith("CPUExecutionProvider")
+
+
+def format_rows(rows: list[dict]) -> str:
+    head = ("| backend | device | size | median ms | p90 ms | fps | pre ms | infer ms | post ms | GFLOP/s | "
+            "% CPU peak |")
+    lines = [head, "|" + " --- |" * 11]
+    for r in rows:
+        lines.append(f"| {r['backend']} | {r['device']} | {r['size']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | "
+                     f"{r['throughput_fps']:.1f} | {r['preprocess_ms']:.2f} | {r['inference_ms']:.1f} | "
+                     f"{r['postprocess_ms']:.2f} | {r['achieved_gflops']:.1f} | {r['peak_fraction']:.1%} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="checkpoint (.pt); default: the shipped model, else random weights")
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--sizes", nargs="+", default=["640x480", "320x240"], help="model sizes WIDTHxHEIGHT")
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/backends.json"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model, model_note = (Path(args.model), args.model) if args.model else default_or_random_model(Path(tmp))
+        frame = cv2.imread(str(FRAME))
+        image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame is not None else \
+            np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        cpu = cpu_info()
+        machine = {**cpu, "load_average_before": os.getloadavg(), "sgemm_gflops": measured_sgemm_gflops(),
+                   "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                   "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+        rows, flops = [], {}
+        for text in args.sizes:
+            size = parse_size(text)
+            flops[text] = estimator_flops(model, size)
+            for backend in args.backends:
+                reason = unavailable_reason(backend)
+                if reason is not None:
+                    print(f"skip {backend}: {reason}")
+                    continue
+                row = bench_backend(str(model), backend, size, image, args.iters, args.warmup, tmp)
+                row["achieved_gflops"] = flops[text] / (row["inference_ms"] * 1e-3) / 1e9
+                cpu_peak = cpu["peak_gflops"] if on_cpu(row["device"]) else float("nan")
+                row["peak_fraction"] = row["achieved_gflops"] / cpu_peak
+                rows.append(row)
+                print(f"{backend} {text}: median {row['median_ms']:.1f} ms, p90 {row['p90_ms']:.1f} ms")
+        machine["load_average_after"] = os.getloadavg()
+
+    print(f"\nmodel: {model_note}; machine: {cpu['model']}, {cpu['cores']} cores at {cpu['mhz']:.0f} MHz, "
+          f"theoretical fp32 peak {cpu['peak_gflops']:.0f} GFLOP/s, measured sgemm {machine['sgemm_gflops']:.0f} "
+          f"GFLOP/s, load average {machine['load_average_before'][0]:.2f}")
+    for text, count in flops.items():
+        print(f"estimator FLOPs at {text}: {count / 1e9:.2f} GFLOP (conv/matmul, 2 per multiply-add)")
+    print(format_rows(rows))
+    ratio = {}
+    for text in args.sizes:
+        by = {r["backend"]: r for r in rows if r["size"] == text and on_cpu(r["device"])}
+        if "onnxruntime" in by and "torch" in by:
+            ratio[text] = by["torch"]["median_ms"] / by["onnxruntime"]["median_ms"]
+            print(f"CPU {text}: ONNX Runtime is {ratio[text]:.2f}x faster than PyTorch eager (target: >= 1.5x)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"model": model_note, "machine": machine, "flops": flops, "rows": rows,
+                                    "onnxruntime_speedup_over_torch": ratio}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The estimator interface: backend parity on real frames, resizing, encodings, caching, the torch-free import, errors.
+
+Tolerances: ONNX Runtime vs PyTorch (both fp32 on the CPU) within 1e-4 relative depth per pixel; TensorRT vs PyTorch
+within 1e-2 relative per pixel (median 1e-3) in fp32 (TensorRT may use TF32) and 5e-2 (median 1e-2) in fp16.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from depth_node_training.checkpoint import save_checkpoint
+from depth_node_training.config import load_config
+from depth_node_training.export import export_onnx
+from depth_node_training.networks import DepthEstimator
+
+from depth_node.default_model import MODEL_DIR
+from depth_node.estimator import load_estimator, resize_depth, to_network_input, unavailable_reason
+
+SIZE = (240, 320)  # model size for most tests: real 640x480 frames are resized down, depth resized back up
+FRAMES = (0, 300, 599)
+TENSORRT_MISSING = unavailable_reason("tensorrt")
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """The shipped model when present, else a fresh one (ImageNet encoder, random decoder: varied depth)."""
+    if (MODEL_DIR / "default.pt").exists():
+        return MODEL_DIR / "default.pt"
+    torch.manual_seed(0)
+    cfg = load_config(None, ["model.min_depth=0.2", "model.max_depth=8.0"])
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    meta = {"data": ["redkitchen@0:500"], "git_rev": "abc1234"}
+    return save_checkpoint(path, DepthEstimator(cfg.model), cfg, 7, meta)
+
+
+@pytest.fixture(scope="session")
+def onnx_model(checkpoint, tmp_path_factory) -> Path:
+    return export_onnx(str(checkpoint), tmp_path_factory.mktemp("onnx") / "model.onnx", *SIZE)
+
+
+@pytest.fixture(scope="session")
+def frames(redkitchen) -> list[np.ndarray]:
+    return [cv2.cvtColor(cv2.imread(str(redkitchen / f"frame-{i:06d}.color.jpg")), cv2.COLOR_BGR2RGB) for i in FRAMES]
+
+
+@pytest.fixture(scope="session")
+def reference(checkpoint):
+    return load_estimator(str(checkpoint), "torch", input_size=SIZE)
+
+
+def relative_error(depth: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    return np.abs(depth - ref) / ref
+
+
+def test_onnxruntime_matches_pytorch_on_real_frames(onnx_model, reference, frames):
+    estimator = load_estimator(str(onnx_model), "onnxruntime")
+    assert (estimator.backend, estimator.input_size) == ("onnxruntime", SIZE)
+    for image in frames:
+        depth, timings = estimator.infer(image)
+        ref, _ = reference.infer(image)
+        assert depth.shape == ref.shape == image.shape[:2] and depth.dtype == np.float32
+        assert relative_error(depth, ref).max() < 1e-4
+        assert estimator.min_depth <= depth.min() and depth.max() <= estimator.max_depth
+        assert set(timings) == {"preprocess", "inference", "postprocess"} and min(timings.values()) >= 0
+
+
+def test_depth_comes_back_at_the_input_resolution_and_encoding_is_honoured(onnx_model, frames):
+    """BGR input stated as bgr8 gives the same depth as RGB; any image size maps to depth of that size."""
+    estimator = load_estimator(str(onnx_model), "onnxruntime")
+    rgb = frames[0]
+    depth, _ = estimator.infer(rgb, "rgb8")
+    np.testing.assert_array_equal(estimator.infer(np.ascontiguousarray(rgb[..., ::-1]), "bgr8")[0], depth)
+    assert not np.array_equal(estimator.infer(rgb, "bgr8")[0], depth)  # the encoding matters
+    small = cv2.resize(rgb, (200, 150), interpolation=cv2.INTER_AREA)
+    assert estimator.infer(small)[0].shape == (150, 200)
+    at_model_size = cv2.resize(rgb, SIZE[::-1], interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(resize_depth(estimator.infer(at_model_size)[0], rgb.shape[:2]), depth, rtol=1e-6)
+
+
+def test_dynamic_model_runs_at_the_image_size(checkpoint, tmp_path, frames):
+    dynamic = load_estimator(str(export_onnx(str(checkpoint), tmp_path / "dyn.onnx", dynamic=True)), "onnxruntime")
+    assert dynamic.input_size is None
+    small = cv2.resize(frames[2], (160, 120), interpolation=cv2.INTER_AREA)
+    ref, _ = load_estimator(str(checkpoint), "torch", input_size=(120, 160)).infer(small)
+    assert relative_error(dynamic.infer(small)[0], ref).max() < 1e-4
+
+
+def test_preprocessing_is_rgb_planes_in_0_255():
+    image = np.zeros((4, 6, 3), np.uint8)
+    image[..., 0], image[..., 2] = 10, 200
+    batch = to_network_input(image, "rgb8", None)
+    assert batch.shape == (1, 3, 4, 6) and batch.dtype == np.float32 and batch.flags.c_contiguous
+    assert (batch[0, 0] == 10).all() and (batch[0, 2] == 200).all()
+    assert (to_network_input(image, "bgr8", None)[0, 0] == 200).all()
+    assert to_network_input(image, "rgb8", (8, 12)).shape == (1, 3, 8, 12)
+
+
+def test_checkpoint_on_onnxruntime_is_exported_once_into_the_cache(checkpoint, tmp_path, frames):
+    estimator = load_estimator(str(checkpoint), "onnxruntime", engine_cache_dir=str(tmp_path), input_size=SIZE)
+    exported = list(tmp_path.glob("*.onnx"))
+    assert len(exported) == 1 and estimator.input_size == SIZE
+    stamp = exported[0].stat().st_mtime_ns
+    again = load_estimator(str(checkpoint), "onnxruntime", engine_cache_dir=str(tmp_path), input_size=SIZE)
+    assert exported[0].stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(estimator.infer(frames[1])[0], again.infer(frames[1])[0])
+
+
+@pytest.mark.skipif(TENSORRT_MISSING is None, reason="TensorRT and a GPU are present: auto picks TensorRT here")
+def test_auto_picks_onnxruntime_without_tensorrt_and_checkpoint_defaults_to_its_size(checkpoint, onnx_model):
+    assert load_estimator(str(onnx_model)).backend == "onnxruntime"
+    torch_estimator = load_estimator(str(checkpoint), "torch")
+    meta = torch_estimator.metadata
+    assert torch_estimator.input_size == (int(meta["input_height"]), int(meta["input_width"]))
+
+
+def test_importing_and_running_onnx_does_not_import_torch(onnx_model, checkpoint, tmp_path):
+    """Robots without torch: an .onnx file, or a checkpoint shipped with its export beside it, runs torch-free."""
+    shipped = tmp_path / "shipped.pt"
+    shutil.copyfile(checkpoint, shipped)
+    export_onnx(str(shipped), tmp_path / "shipped.onnx", *SIZE)
+    code = (
+        "import sys, numpy as np\n"
+        "from depth_node.estimator import load_estimator\n"
+        f"for model in ({str(onnx_model)!r}, {str(shipped)!r}):\n"
+        f"    e = load_estimator(model, 'onnxruntime', engine_cache_dir={str(tmp_path / 'cache')!r})\n"
+        "    depth, _ = e.infer(np.zeros((48, 64, 3), np.uint8))\n"
+        "    assert depth.shape == (48, 64), depth.shape\n"
+        "print(sorted(m for m in ('torch', 'tensorrt', 'depth_node_training') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())  # nothing was exported
+
+
+def test_errors_name_the_problem(onnx_model, checkpoint, tmp_path):
+    estimator = load_estimator(str(onnx_model), "onnxruntime")
+    with pytest.raises(ValueError, match="encoding 'mono8'"):
+        estimator.infer(np.zeros((4, 4, 3), np.uint8), "mono8")
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        estimator.infer(np.zeros((4, 4), np.float32))
+    with pytest.raises(FileNotFoundError, match="nothing.onnx"):
+        load_estimator(str(tmp_path / "nothing.onnx"))
+    with pytest.raises(ValueError, match="unknown file type '.bin'"):
+        load_estimator(str(tmp_path / "model.bin"))
+    with pytest.raises(ValueError, match="unknown backend 'cuda'"):
+        load_estimator(str(onnx_model), "cuda")
+    with pytest.raises(ValueError, match="torch cannot run onnx files"):
+        load_estimator(str(onnx_model), "torch")
+    with pytest.raises(ValueError, match="fixed input size 240x320"):
+        load_estimator(str(onnx_model), "onnxruntime", input_size=(480, 640))
+    (tmp_path / "model.engine").write_bytes(b"x")
+    with pytest.raises(ValueError, match="onnxruntime cannot run engine files"):
+        load_estimator(str(tmp_path / "model.engine"), "onnxruntime")
+
+
+@pytest.mark.skipif(TENSORRT_MISSING is None, reason="TensorRT and a GPU are present")
+def test_missing_tensorrt_says_what_to_install(onnx_model):
+    with pytest.raises(ImportError, match="tensorrt"):
+        load_estimator(str(onnx_model), "tensorrt")
+    from depth_node_training.cli import main as depth_train
+
+    with pytest.raises(SystemExit):
+        depth_train(["build-engine", "--onnx", str(onnx_model), "--engine", "/tmp/never-built.engine"])
+
+
+@pytest.mark.skipif(TENSORRT_MISSING is not None, reason=f"TensorRT unavailable: {TENSORRT_MISSING}")
+@pytest.mark.parametrize("fp16, tol, median_tol", [(False, 1e-2, 1e-3), (True, 5e-2, 1e-2)])
+def test_tensorrt_matches_pytorch_on_real_frames(onnx_model, reference, frames, tmp_path, fp16, tol, median_tol):
+    from depth_node.backends.tensorrt_backend import TensorRTBackend, cached_engine, read_record
+
+    engine = cached_engine(onnx_model, tmp_path, fp16=fp16)
+    assert read_record(engine)["precision"] == ("fp16" if fp16 else "fp32")
+    estimator = load_estimator(str(engine), "tensorrt")
+    assert (estimator.backend, estimator.input_size) == ("tensorrt", SIZE)
+    for image in frames:
+        err = relative_error(estimator.infer(image)[0], reference.infer(image)[0])
+        assert err.max() < tol and np.median(err) < median_tol
+    assert cached_engine(onnx_model, tmp_path, fp16=fp16) == engine  # reused, not rebuilt
+    record = json.loads(Path(f"{engine}.json").read_text())
+    Path(f"{engine}.json").write_text(json.dumps({**record, "tensorrt": "0.0.0"}))
+    with pytest.raises(RuntimeError, match="stale|cannot be used"):
+        TensorRTBackend(engine)

@@ -1,0 +1,162 @@
+"""ONNX export: the estimator plus its input normalisation as one graph, with everything a runtime needs as metadata.
+
+The graph takes what a camera gives after a layout change, float32 (N,3,H,W) RGB in 0..255, and returns depth in metres
+(N,1,H,W), so ONNX Runtime and TensorRT need no Python-side normalisation and no knowledge of the training config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from depth_node.estimator import file_sha256, onnx_metadata
+
+from .config import Config
+from .networks import DepthEstimator
+
+OPSET = 17
+INPUT_NAME = "image"
+OUTPUT_NAME = "depth"
+
+
+class DeployModel(nn.Module):
+    """Normalisation folded into one multiply-add in front of the network: 0..255 RGB in, metres out."""
+
+    def __init__(self, net: DepthEstimator, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.net = net
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std_t))  # (x/255 - mean)/std == x*scale + shift
+        self.register_buffer("shift", -mean_t / std_t)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image * self.scale + self.shift)
+
+
+def deployment_metadata(cfg: Config, meta: dict[str, Any], checkpoint: Path, height: int, width: int,
+                        dynamic: bool) -> dict[str, str]:
+    """The string key/values stored in the ONNX file (and reported by every backend as ``Estimator.metadata``)."""
+    m = cfg.model
+    return {
+        "input_height": str(height),
+        "input_width": str(width),
+        "dynamic": "true" if dynamic else "false",
+        "input": f"{INPUT_NAME}: float32 (N,3,H,W) RGB 0..255",
+        "output": f"{OUTPUT_NAME}: float32 (N,1,H,W) metres",
+        "mean": json.dumps(list(m.mean)),
+        "std": json.dumps(list(m.std)),
+        "min_depth": str(m.min_depth),
+        "max_depth": str(m.max_depth),
+        "factor": str(m.factor),
+        "training_data": json.dumps(meta.get("data", [])),
+        "git_rev": str(meta.get("git_rev", "unknown")),
+        "step": str(meta.get("step", "")),
+        "source_checkpoint": checkpoint.name,
+        "source_sha256": file_sha256(checkpoint),
+    }
+
+
+def default_checkpoint() -> Path:
+    from depth_node.default_model import default_model_path
+
+    return Path(default_model_path())
+
+
+def export_onnx(model_path: str | None, onnx_path: Path, height: int | None = None, width: int | None = None,
+                dynamic: bool = False) -> Path:
+    """Export a checkpoint (default: the packaged model) to ``onnx_path``, check it, and return the path.
+
+    Without ``height``/``width`` the size is the checkpoint's ``model.input_height/width``. A fixed size keeps every
+    shape static inside the graph (what TensorRT builds fastest engines for); ``dynamic`` makes batch, height and width
+    free (TensorRT then needs an optimisation profile). The file is written atomically, so a cache never holds half
+    a model.
+    """
+    import onnx
+
+    from .checkpoint import load_model
+
+    checkpoint = Path(model_path) if model_path else default_checkpoint()
+    net, cfg, meta = load_model(checkpoint, "cpu")
+    height = height or cfg.model.input_height
+    width = width or cfg.model.input_width
+    if height <= 0 or width <= 0:
+        raise ValueError(f"export size must be positive, got {height}x{width}")
+    wrapper = DeployModel(net, cfg.model.mean, cfg.model.std).eval()
+    example = torch.full((1, 3, height, width), 128.0)
+    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
+    onnx_path = Path(onnx_path)
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = onnx_path.with_name(f".{onnx_path.name}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings():
+            # The TorchScript exporter is deprecated in favour of torch.export, which needs onnxscript; its graphs
+            # (BatchNorm folded into Conv, static shapes) are what TensorRT parses best, so it is used on purpose.
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            with torch.no_grad():
+                torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=OPSET,
+                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                  dynamic_axes=axes if dynamic else None, do_constant_folding=True)
+        if not dynamic:
+            fold_static_shapes(tmp)
+        model = onnx.load(str(tmp))
+        for key, value in deployment_metadata(cfg, meta, checkpoint, height, width, dynamic).items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        model.doc_string = "depth_node monocular metric depth estimator"
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, str(tmp))
+        tmp.replace(onnx_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return onnx_path
+
+
+def fold_static_shapes(path: Path) -> None:
+    """Fold the traced shape arithmetic (Shape/Gather/Mod for padding and resize sizes) into constants in place.
+
+    With a fixed input size every shape is known, so ONNX Runtime's basic level (constant folding and redundant-node
+    removal, standard ONNX ops only) leaves a graph of plain Conv/Clip/Resize/... with static shapes throughout.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    folded = path.with_name(path.name + ".folded")
+    options.optimized_model_filepath = str(folded)
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        model = onnx.load(str(folded))
+    finally:
+        folded.unlink(missing_ok=True)
+    used = {node.domain for node in model.graph.node}
+    kept = [op for op in model.opset_import if op.domain in used]  # ORT lists every domain it knows; drop unused ones
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    onnx.save(model, str(path))
+
+
+def _run(args: argparse.Namespace) -> None:
+    path = export_onnx(args.model, Path(args.onnx), args.height, args.width, args.dynamic)
+    meta = onnx_metadata(path)
+    size = "dynamic" if args.dynamic else f"{meta['input_height']}x{meta['input_width']}"
+    print(f"wrote {path} ({size}, opset {OPSET}, depth {meta['min_depth']}..{meta['max_depth']} m)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("export", help="export a checkpoint to ONNX (normalisation inside the graph)")
+    p.add_argument("--model", help="checkpoint (.pt); default: the packaged default model")
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+    p.add_argument("--height", type=int, help="input height (default: the checkpoint's model.input_height)")
+    p.add_argument("--width", type=int, help="input width (default: the checkpoint's model.input_width)")
+    p.add_argument("--dynamic", action="store_true", help="free batch/height/width instead of a fixed input size")
+    p.set_defaults(func=_run)
