@@ -22,9 +22,11 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 def test_fit_then_evaluate_on_real_frames(redkitchen, tmp_path):
     run("fit", "--data", f"{redkitchen}@0:6", "--out", str(tmp_path / "run"), "train.steps=2", "train.batch_size=2",
-        "train.log_every=1", "data.crop_height=96", "data.crop_width=128")
+        "train.log_every=1", "data.crop_height=96", "data.crop_width=128", "data.val_fraction=0.34")
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert log[0].startswith("step,lr,loss") and "l_affinity" in log[0] and len(log) == 3
+    val = (tmp_path / "run" / "val.csv").read_text().splitlines()
+    assert val[0] == "step,val_lr_abs_rel,val_lr_delta1,val_hr_abs_rel" and val[1].startswith("2,")
     ckpt = tmp_path / "run" / "checkpoint.pt"
     run("evaluate", "--model", str(ckpt), "--backend", "torch", "--data", f"{redkitchen}@500:502",
         "--json", str(tmp_path / "eval.json"), "--csv", str(tmp_path / "frames.csv"),

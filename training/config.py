@@ -35,7 +35,7 @@ class DataConfig:
     max_depth: float = 10.0
     crop_height: int = 240  # HR training crop (multiple of the factor); 0 = full frame
     crop_width: int = 320
-    val_fraction: float = 0.0  # last part of the sequence (by time) held out for validation during fit
+    val_fraction: float = 0.0  # last part of the data (by time, never random) held out for validation during fit
     hflip: bool = True
     color_jitter: float = 0.2  # brightness/contrast/saturation strength
 

@@ -1,7 +1,8 @@
 """Data readers (7-Scenes, TUM RGB-D, extracted robot logs, rosbag2) and the training-pair sampler.
 
-Readers return a FrameSource (frames in time order). A path may end in ``@START:STOP`` to take a contiguous block of
-frames, e.g. ``redkitchen@0:500``: sequences are highly correlated in time, so splits are by block, never random.
+Readers return a FrameSource (frames in time order). A path may end in ``@START:STOP`` to keep the frames whose
+color-frame number (position in the color stream, counting color frames that had no depth) is in [START, STOP), e.g.
+``redkitchen@0:500``: sequences are highly correlated in time, so splits are by block, never random.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .config import Config, DataConfig
-from .frames import Frame, FrameSource
+from .frames import Frame, FrameSource, Subset
 from .reduce import down_depth_np
 
 SEVEN_SCENES_K = np.array([[585.0, 0, 320.0], [0, 585.0, 240.0], [0, 0, 1]])
@@ -49,6 +50,7 @@ class SevenScenes:
             raise FileNotFoundError(f"{root}: no frame-XXXXXX.color.* files (7-Scenes layout)")
         intrinsics = self.root / "camera-intrinsics.txt"
         self.K = np.loadtxt(intrinsics).reshape(3, 3) if intrinsics.exists() else SEVEN_SCENES_K
+        self.color_numbers = [int(re.sub(r"\D", "", p.name.split(".")[0]) or i) for i, p in enumerate(self.colors)]
 
     def __len__(self) -> int:
         return len(self.colors)
@@ -85,11 +87,12 @@ class TumRgbd:
         if not depths:
             raise FileNotFoundError(f"{root}/depth.txt lists no depth images")
         depth_stamps = np.array([s for s, _ in depths])
-        self.pairs = []
-        for stamp, name in colors:
+        self.pairs, self.color_numbers = [], []
+        for number, (stamp, name) in enumerate(colors):
             j = int(np.argmin(np.abs(depth_stamps - stamp)))
             if abs(depth_stamps[j] - stamp) <= max_dt:
                 self.pairs.append((stamp, name, depths[j][1]))
+                self.color_numbers.append(number)
         camera = self.root / "camera.json"
         if intrinsics is None and camera.exists():
             c = json.loads(camera.read_text())
@@ -106,19 +109,6 @@ class TumRgbd:
         stamp, color, depth = self.pairs[index]
         return Frame(name=Path(color).stem, color=read_rgb(self.root / color), K=self.K.copy(),
                      depth_hr=read_depth_png(self.root / depth, 5000.0), stamp_ns=int(stamp * 1e9))
-
-
-class Block:
-    """A contiguous block [start, stop) of another source."""
-
-    def __init__(self, source: FrameSource, start: int, stop: int) -> None:
-        self.source, self.indices = source, range(len(source))[start:stop]
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> Frame:
-        return self.source[self.indices[index]]
 
 
 class Concat:
@@ -143,7 +133,7 @@ def is_bag(path: Path) -> bool:
 def open_frames(spec: str, cfg: Config | None = None, intrinsics: tuple[float, float, float, float] | None = None,
                 cache_root: Path | None = None) -> FrameSource:
     """Open ``PATH[@START:STOP]`` by what it holds: a rosbag2 log, an extracted log, a 7-Scenes or a TUM folder."""
-    match = re.fullmatch(r"(.+?)@(-?\d*):(-?\d*)", spec)
+    match = re.fullmatch(r"(.+?)@(\d*):(\d*)", spec)
     path = Path(match.group(1) if match else spec)
     if not path.exists():
         raise FileNotFoundError(f"data path {path} does not exist")
@@ -161,7 +151,9 @@ def open_frames(spec: str, cfg: Config | None = None, intrinsics: tuple[float, f
         source = SevenScenes(path)
     if match:
         start, stop = (int(v) if v else None for v in match.groups()[1:])
-        source = Block(source, start, stop)
+        numbers = getattr(source, "color_numbers", range(len(source)))
+        keep = [i for i, n in enumerate(numbers) if (start is None or n >= start) and (stop is None or n < stop)]
+        source = Subset(source, keep)
     return source
 
 

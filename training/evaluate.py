@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .config import DataConfig
+from .datasets import lr_supervision
 from .frames import FrameSource
 from .metrics import METRICS, depth_metrics
 from .previews import preview_row, save_rows
@@ -67,6 +69,24 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
     if previews_dir and picked:
         save_rows(picked, Path(previews_dir) / "previews.png")
     return summary
+
+
+def validation_metrics(predict: Predictor, frames: FrameSource, data: DataConfig, max_frames: int = 20) -> dict:
+    """Quick held-out check during training: AbsRel/delta1 of the HR prediction reduced to the LR ground truth (needs
+    no HR ground truth, so it works on robot logs), plus HR AbsRel where HR ground truth exists."""
+    lr_rows, hr_rows = [], []
+    for i in np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int):
+        frame = frames[int(i)]
+        pred = predict(frame.color)
+        lr = lr_supervision(frame, data)
+        pred_lr = cv2.resize(pred, (lr.shape[1], lr.shape[0]), interpolation=cv2.INTER_AREA)
+        lr_rows.append(depth_metrics(pred_lr, np.where(lr > 0, lr, np.nan), data.min_depth, data.max_depth))
+        if frame.depth_hr is not None:
+            hr_rows.append(depth_metrics(pred, frame.depth_hr, data.min_depth, data.max_depth))
+    result = {f"val_lr_{m}": float(np.mean([r[m] for r in lr_rows])) for m in ("abs_rel", "delta1")}
+    if hr_rows:
+        result["val_hr_abs_rel"] = float(np.mean([r["abs_rel"] for r in hr_rows]))
+    return result
 
 
 def format_table(results: dict[str, dict]) -> str:

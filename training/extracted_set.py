@@ -1,16 +1,15 @@
-"""Frames of a set written by ``depth-train extract`` (layout in ``extract.py``), and a split by time."""
+"""Frames of a set written by ``depth-train extract`` (layout in ``extract.py``)."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .frames import Frame, FrameSource
+from .frames import Frame
 
 
 def is_extracted_set(path: str | Path) -> bool:
@@ -44,6 +43,7 @@ class ExtractedSet:
         with open(self.path / "index.csv", newline="") as f:
             rows = [row for row in csv.DictReader(f) if row.get("depth_lr")]
         self.rows = sorted(rows, key=lambda row: int(row["stamp_ns"]))
+        self.color_numbers = [int(row["name"]) for row in self.rows]  # position in the color stream
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -59,34 +59,3 @@ class ExtractedSet:
             depth_hr=_depth(self.path / row["depth_hr"]) if row["depth_hr"] else None,
             stamp_ns=int(row["stamp_ns"]),
         )
-
-
-class Subset:
-    """A contiguous, time-ordered slice of a FrameSource."""
-
-    def __init__(self, source: FrameSource, indices: Sequence[int]) -> None:
-        self.source = source
-        self.indices = indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> Frame:
-        return self.source[self.indices[index]]
-
-
-def split_by_time(source: FrameSource, val: float) -> tuple[Subset, Subset]:
-    """(train, validation): the validation part is the last ``val`` frames (int) or fraction (float in (0, 1)).
-
-    Consecutive frames of a log are nearly identical, so a random split would validate on the training data.
-    """
-    n = len(source)
-    if isinstance(val, float):
-        if not 0.0 < val < 1.0:
-            raise ValueError(f"validation fraction must be in (0, 1), got {val}")
-        count = round(n * val)
-    else:
-        count = val
-    if not 0 <= count <= n:
-        raise ValueError(f"cannot hold out {count} of {n} frames for validation")
-    return Subset(source, range(n - count)), Subset(source, range(n - count, n))

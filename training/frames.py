@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,3 +32,34 @@ class FrameSource(Protocol):
     def __len__(self) -> int: ...
 
     def __getitem__(self, index: int) -> Frame: ...
+
+
+class Subset:
+    """Some frames of another source, in its (time) order."""
+
+    def __init__(self, source: FrameSource, indices: Sequence[int]) -> None:
+        self.source = source
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Frame:
+        return self.source[self.indices[index]]
+
+
+def split_by_time(source: FrameSource, val: float) -> tuple[Subset, Subset]:
+    """(train, validation): the validation part is the last ``val`` frames (int) or fraction (float in (0, 1)).
+
+    Consecutive frames of a log are nearly identical, so a random split would validate on the training data.
+    """
+    n = len(source)
+    if isinstance(val, float):
+        if not 0.0 < val < 1.0:
+            raise ValueError(f"validation fraction must be in (0, 1), got {val}")
+        count = round(n * val)
+    else:
+        count = val
+    if not 0 <= count <= n:
+        raise ValueError(f"cannot hold out {count} of {n} frames for validation")
+    return Subset(source, range(n - count)), Subset(source, range(n - count, n))

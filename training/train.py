@@ -22,6 +22,8 @@ from tqdm import tqdm
 from .checkpoint import git_revision, read_checkpoint, save_checkpoint
 from .config import Config
 from .datasets import Concat, TrainingPairs, open_frames
+from .evaluate import torch_predictor, validation_metrics
+from .frames import split_by_time
 from .networks import DepthEstimator, ReconstructionNet
 from .objective import WeakObjective, total_loss
 
@@ -71,6 +73,9 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
     frames = Concat([open_frames(spec, cfg) for spec in data])
     if len(frames) == 0:
         raise ValueError(f"no frames in {data}")
+    val_frames = None
+    if cfg.data.val_fraction > 0:
+        frames, val_frames = split_by_time(frames, cfg.data.val_fraction)
     dataset = TrainingPairs(frames, cfg.data, seed=cfg.train.seed + rank)
     sampler = (DistributedSampler(dataset, seed=cfg.train.seed) if ddp
                else RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.train.seed)))
@@ -150,6 +155,9 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
                         writer.add_scalar(f"train/{k}", v, step)
             if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
                 save_checkpoint(checkpoint_path, model, cfg, step, meta, optimizer, teacher)
+                if val_frames is not None and len(val_frames):
+                    validate(model, val_frames, cfg, step, out_dir / "val.csv", bar)
+                    objective.train()
     bar.close()
     if log_file:
         log_file.close()
@@ -157,6 +165,20 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
         dist.barrier()
         dist.destroy_process_group()
     return checkpoint_path
+
+
+def validate(model: DepthEstimator, frames, cfg: Config, step: int, path: Path, bar: tqdm) -> None:
+    """Held-out metrics (the last ``data.val_fraction`` of the data by time) appended to val.csv."""
+    model.eval()
+    metrics = {"step": step, **validation_metrics(torch_predictor(model, cfg.model.mean, cfg.model.std), frames,
+                                                  cfg.data)}
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(metrics))
+        if new:
+            writer.writeheader()
+        writer.writerow(metrics)
+    bar.write("validation " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
 
 
 def _tensorboard(out_dir: Path):
