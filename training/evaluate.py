@@ -26,15 +26,15 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 
 
 def torch_predictor(model: torch.nn.Module, mean, std) -> Predictor:
-    """Wrap an estimator: uint8 RGB in, metres out, at the input resolution."""
+    """Wrap an estimator (through the same normalising wrapper as the export): uint8 RGB in, metres out."""
+    from .export import DeployModel
+
     device = next(model.parameters()).device
-    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    deploy = DeployModel(model, mean, std).to(device)
 
     @torch.no_grad()
     def predict(rgb: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(rgb).to(device).permute(2, 0, 1)[None].float() / 255.0
-        return model((x - mean_t) / std_t)[0, 0].float().cpu().numpy()
+        return deploy(torch.from_numpy(rgb).to(device).permute(2, 0, 1)[None].float())[0, 0].float().cpu().numpy()
 
     return predict
 
