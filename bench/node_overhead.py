@@ -1,0 +1,256 @@
+"""The estimator node end to end at 640x480 with ONNX Runtime: how much does the node add to inference?
+
+A real node (``EstimatorNode``) runs in this process; a feeder/viewer process talks to it over Fast DDS. It sends
+640x480 frames (the real 7-Scenes JPEGs from ../shared/data when present, as CompressedImage, and the same frames as
+raw bgr8 Images) with camera_info, one at a time, and subscribes to depth/image and depth/points so that the organized
+xyzrgb cloud is built and published for every frame (decimation 1: 307200 points, 4.9 MB; and the default decimation
+2). Inputs are subscribed reliably here so that every frame is timed. Per frame the node reports its stages (decode,
+preprocess, inference, postprocess, cloud, publish); its overhead is everything except inference.
+Targets: overhead <= 15% of inference time; building the organized xyzrgb cloud <= 5x a plain copy of the same number
+of output bytes, both timed side by side in one loop.
+
+    python bench/node_overhead.py --out bench/results/node_overhead.json
+
+The model is the packaged default when present, else a random-initialised network of the same architecture (same
+FLOPs, so the same timing). The load average is recorded: on a shared machine, compare figures from one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import rclpy  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
+
+from depth_node.image_codec import fill_image  # noqa: E402
+from depth_node.node import EstimatorNode  # noqa: E402
+from depth_node.pointcloud import CloudBuilder  # noqa: E402
+
+DATA = Path(os.environ.get("DEPTH_NODE_DATA", Path(__file__).parents[2] / "shared" / "data"))
+H, W = 480, 640
+K = [585.0, 0.0, 320.0, 0.0, 585.0, 240.0, 0.0, 0.0, 1.0]
+
+
+def onnx_model(path: str | None, workdir: Path) -> tuple[Path, str]:
+    """An ONNX model at 640x480 and what it is."""
+    from depth_node_training.export import export_onnx
+
+    if path and path.endswith(".onnx"):
+        return Path(path), path
+    source = path
+    if source is None:
+        from depth_node.default_model import MODEL_DIR
+
+        default = MODEL_DIR / "default.pt"
+        source = str(default) if default.exists() else None
+    if source is None:
+        import torch
+        from depth_node_training.checkpoint import save_checkpoint
+        from depth_node_training.config import load_config
+        from depth_node_training.networks import DepthEstimator
+
+        cfg = load_config(None, ["model.pretrained=false"])
+        torch.manual_seed(0)
+        source = str(save_checkpoint(workdir / "random.pt", DepthEstimator(cfg.model), cfg, 0, {}))
+        what = "random-initialised DepthEstimator (default architecture)"
+    else:
+        what = source
+    return export_onnx(source, workdir / "model.onnx", H, W), what
+
+
+def frames(count: int) -> tuple[list[bytes], str]:
+    """JPEG bytes of real 640x480 frames (or of a synthetic textured image when the data is absent)."""
+    folder = DATA / "redkitchen"
+    if folder.exists():
+        return [(folder / f"frame-{i:06d}.color.jpg").read_bytes() for i in range(count)], f"{folder} (real)"
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (H, W, 3), dtype=np.uint8), (0, 0), 3)
+    return [cv2.imencode(".jpg", np.roll(image, 7 * i, axis=1))[1].tobytes() for i in range(count)], "synthetic"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {"median_ms": float(np.median(values)), "p90_ms": float(np.percentile(values, 90))}
+
+
+def feed(compressed: bool, count: int, warmup: int) -> None:
+    """The camera and the viewer, in their own process (as in a deployment): send each frame with its camera_info,
+    wait for its cloud, print the publish -> cloud-received times as JSON."""
+    rclpy.init()
+    feeder = rclpy.create_node("feeder")
+    reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    image_pub = feeder.create_publisher(CompressedImage if compressed else Image,
+                                        "image_raw/compressed" if compressed else "image_raw", reliable)
+    info_pub = feeder.create_publisher(CameraInfo, "camera_info", reliable)
+    arrived: list[float] = []
+    feeder.create_subscription(Image, "depth/image", lambda m: None, reliable, raw=True)
+    feeder.create_subscription(PointCloud2, "depth/points", lambda m: arrived.append(time.monotonic()), reliable,
+                               raw=True)
+    deadline = time.monotonic() + 30.0
+    while not (image_pub.get_subscription_count() and feeder.count_publishers("depth/points")):
+        if time.monotonic() > deadline:
+            raise SystemExit("the node was not discovered within 30 s")
+        rclpy.spin_once(feeder, timeout_sec=0.05)
+    jpegs, _ = frames(count)
+    end_to_end = []
+    lost = 0
+    for i, jpeg in enumerate(jpegs, start=1):
+        if compressed:
+            msg = CompressedImage(format="bgr8; jpeg compressed bgr8", data=jpeg)
+        else:
+            msg = fill_image(Image(), cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), "bgr8")
+        msg.header.stamp.sec, msg.header.frame_id = i, "camera_color_optical_frame"
+        info_pub.publish(CameraInfo(header=msg.header, height=H, width=W, k=K))
+        before = len(arrived)
+        sent = time.monotonic()
+        image_pub.publish(msg)
+        deadline = sent + 3.0  # a frame whose cloud never comes is counted as lost, not waited for
+        while len(arrived) == before and time.monotonic() < deadline:
+            rclpy.spin_once(feeder, timeout_sec=0.01)
+        if i > warmup:
+            if len(arrived) > before:
+                end_to_end.append(1e3 * (arrived[-1] - sent))
+            else:
+                lost += 1
+    print(json.dumps({"end_to_end_ms": end_to_end, "lost": lost}))
+    feeder.destroy_node()
+    rclpy.shutdown()
+
+
+def run_node(model: Path, count: int, compressed: bool, decimation: int, warmup: int) -> dict:
+    """A real node in this process, fed and watched from another one; per-stage node timings after warm-up."""
+    import subprocess
+    import sys
+    import threading
+
+    domain = 60 + os.getpid() % 40  # <= 101: Linux ephemeral ports cannot clash with its DDS ports
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    params = {"model": str(model), "backend": "onnxruntime", "image_transport": "compressed" if compressed else "raw",
+              "points_decimation": decimation, "points_color": True,
+              "qos.input_reliability": "reliable"}  # no frame lost in transport: one output per input, timed
+    node = EstimatorNode(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    command = [sys.executable, __file__, "--feed", "compressed" if compressed else "raw", "--frames", str(count)]
+    result = subprocess.run(command, env={**os.environ, "ROS_DOMAIN_ID": str(domain)}, capture_output=True, text=True,
+                            timeout=600, check=True)
+    fed = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = node.stats.summary()
+    timings = {stage: list(window)[warmup:] for stage, window in node.stats.timings.items()}
+    executor.shutdown()
+    node.close()
+    rclpy.shutdown(context=ctx)
+    per_frame_overhead = [t - inf for t, inf in zip(timings["total"], timings["inference"])]
+    inference = float(np.median(timings["inference"]))
+    overhead = float(np.median(per_frame_overhead))
+    return {"input": "CompressedImage (JPEG)" if compressed else "Image bgr8", "decimation": decimation,
+            "points": -(-H // decimation) * -(-W // decimation), "frames": summary["processed"] - warmup,
+            "dropped": summary["dropped"], "lost": fed["lost"],
+            "stages": {k: stats(v) for k, v in timings.items() if v},
+            "overhead": stats(per_frame_overhead), "overhead_fraction": overhead / inference,
+            "end_to_end_to_cloud_received": stats(fed["end_to_end_ms"])}
+
+
+def cloud_vs_copy(repeats: int) -> dict:
+    """Organized xyzrgb cloud build vs a plain copy of as many bytes, interleaved in one loop (same cache state)."""
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.5, 4.0, (H, W)).astype(np.float32)
+    depth[rng.random((H, W)) < 0.1] = np.nan
+    color = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    k = np.asarray(K).reshape(3, 3)
+    builder = CloudBuilder()
+    nbytes = builder.build(depth, k, 1, color).nbytes
+    src = np.ones(nbytes, np.uint8)
+    dst = np.empty_like(src)
+    build, copy, copy_into = [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        builder.build(depth, k, 1, color, "bgr8")
+        t1 = time.perf_counter()
+        src.copy()
+        t2 = time.perf_counter()
+        np.copyto(dst, src)
+        t3 = time.perf_counter()
+        build.append(1e3 * (t1 - t0))
+        copy.append(1e3 * (t2 - t1))
+        copy_into.append(1e3 * (t3 - t2))
+    b, c, ci = (float(np.median(v)) for v in (build, copy, copy_into))
+    return {"bytes": nbytes, "points": H * W, "build": stats(build), "copy": stats(copy),
+            "copy_into_preallocated": stats(copy_into), "ratio_vs_copy": b / c, "ratio_vs_copy_into": b / ci}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="checkpoint (.pt) or ONNX model at 640x480 (default: the packaged model)")
+    p.add_argument("--frames", type=int, default=40, help="frames per input kind (first 5 are warm-up)")
+    p.add_argument("--repeats", type=int, default=200, help="cloud/copy repetitions")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "node_overhead.json")
+    p.add_argument("--feed", choices=("raw", "compressed"), help=argparse.SUPPRESS)  # the feeder process
+    args = p.parse_args()
+    if args.feed:
+        return feed(args.feed == "compressed", args.frames, warmup=5)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        model, what = onnx_model(args.model, Path(tmp))
+        runs = [run_node(model, args.frames, compressed, decimation, warmup=5)
+                for compressed, decimation in ((True, 1), (False, 1), (True, 2))]
+        _, source = frames(1)
+    cloud = cloud_vs_copy(args.repeats)
+    result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
+                          "load_average_before": load_before, "load_average_after": os.getloadavg()},
+              "model": what, "frames": source, "resolution": f"{W}x{H}",
+              "transport": f"{os.environ['RMW_IMPLEMENTATION']}, default settings",
+              "runs": runs, "cloud_vs_copy": cloud,
+              "targets": {"overhead_fraction_max": 0.15, "cloud_to_copy_ratio_max": 5.0}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+
+    print(f"node end to end at {W}x{H}, ONNX Runtime, organized xyzrgb cloud, {result['transport']}; model: {what}")
+    for run in runs:
+        name = f"{run['input']}, cloud decimation {run['decimation']} ({run['points']} points)"
+        print(f"\n{name}: {run['frames']} frames timed, dropped {run['dropped'] or 'none'}, lost {run['lost']}")
+        print(f"  {'stage':12s} {'median ms':>10s} {'p90 ms':>8s}")
+        for stage, t in run["stages"].items():
+            print(f"  {stage:12s} {t['median_ms']:10.2f} {t['p90_ms']:8.2f}")
+        ok = "ok" if run["overhead_fraction"] <= 0.15 else "OVER TARGET"
+        print(f"  {'overhead':12s} {run['overhead']['median_ms']:10.2f} {run['overhead']['p90_ms']:8.2f}  "
+              f"= {100 * run['overhead_fraction']:.1f}% of inference (target <= 15%: {ok})")
+        e2e = run["end_to_end_to_cloud_received"]
+        print(f"  {'msg->cloud':12s} {e2e['median_ms']:10.2f} {e2e['p90_ms']:8.2f}  "
+              "(camera publish -> cloud received in another process)")
+    ok = "ok" if cloud["ratio_vs_copy"] <= 5.0 else "OVER TARGET"
+    print(f"cloud build {cloud['build']['median_ms']:.3f} ms vs copy of {cloud['bytes']} bytes "
+          f"{cloud['copy']['median_ms']:.3f} ms (into preallocated {cloud['copy_into_preallocated']['median_ms']:.3f}"
+          f" ms): {cloud['ratio_vs_copy']:.1f}x ({cloud['ratio_vs_copy_into']:.1f}x) (target <= 5x: {ok})")
+    print(f"load average {load_before[0]:.1f} -> {result['machine']['load_average_after'][0]:.1f}; "
+          f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

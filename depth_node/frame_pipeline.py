@@ -1,0 +1,218 @@
+"""What the node does to one frame, and the bookkeeping around the stream, without ROS.
+
+``FramePipeline.process`` maps a decoded colour image and its K to the published arrays (encoded depth, packed
+organized cloud) with per-stage timings. ``LatestQueue`` keeps at most n frames waiting, dropping the oldest, so the
+estimator always works on the newest frame when it is slower than the camera. ``StampCache`` pairs messages by stamp
+(camera_info and LR depth to their image), ``Throttle`` keeps a persistent fault from flooding the log, and
+``StreamStats`` accumulates counts and timing windows for the diagnostics.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from .depth_image import encode_depth
+from .pointcloud import CloudBuilder
+from .scale_align import ScaleAligner, ScaleFit
+
+STAGES = ("decode", "preprocess", "inference", "postprocess", "cloud", "publish")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """How a prediction becomes the published arrays (resolved: no "0 = model's range" left)."""
+
+    min_depth: float
+    max_depth: float
+    encoding: str = "32FC1"
+    decimation: int = 1
+    color: bool = True
+
+
+@dataclass
+class FrameResult:
+    depth: np.ndarray  # the depth/image array: float32 metres (NaN invalid) or uint16 mm (0 invalid)
+    metres: np.ndarray  # float32 metres with NaN invalid (what the cloud is built from)
+    cloud: np.ndarray | None  # (h, w, 3|4) float32 packed points, None when not asked for
+    timings: dict[str, float]  # ms per stage
+    fit: ScaleFit | None = None
+
+
+class FramePipeline:
+    """Estimator + optional scale alignment + depth encoding + cloud building for one frame at a time."""
+
+    def __init__(self, estimator: Any, aligner: ScaleAligner | None = None) -> None:
+        self.estimator = estimator
+        self.aligner = aligner
+        self.clouds = CloudBuilder()
+
+    def settings(self, min_depth: float, max_depth: float, **kwargs: Any) -> OutputSettings:
+        """Output settings with 0 depth limits replaced by the model's range."""
+        return OutputSettings(min_depth or self.estimator.min_depth, max_depth or self.estimator.max_depth, **kwargs)
+
+    def process(self, image: np.ndarray, encoding: str, K: np.ndarray, settings: OutputSettings, want_cloud: bool,
+                lr_depth: np.ndarray | None = None, depth_out: np.ndarray | None = None,
+                cloud_out: np.ndarray | None = None) -> FrameResult:
+        """HxWx3 uint8 (``encoding`` rgb8|bgr8) and its 3x3 K -> published arrays at the image's resolution.
+
+        ``depth_out`` / ``cloud_out``: arrays to write the depth image / cloud into (the node passes message buffers).
+        """
+        prediction, timings = self.estimator.infer(image, encoding)
+        t0 = time.perf_counter()
+        fit = None
+        if self.aligner is not None:
+            if lr_depth is not None:
+                fit = self.aligner.update(prediction, lr_depth)
+            prediction = self.aligner.apply(prediction)
+        direct = depth_out if settings.encoding == "32FC1" else None
+        metres = encode_depth(prediction, "32FC1", settings.min_depth, settings.max_depth, direct)
+        depth = metres if direct is not None or settings.encoding == "32FC1" else encode_depth(
+            metres, settings.encoding, 0.0, np.inf, depth_out)
+        t1 = time.perf_counter()
+        cloud = None
+        if want_cloud:
+            color = image if settings.color else None
+            cloud = self.clouds.build(metres, K, settings.decimation, color, encoding, cloud_out)
+        t2 = time.perf_counter()
+        timings = dict(timings)
+        timings["postprocess"] = timings.get("postprocess", 0.0) + 1e3 * (t1 - t0)
+        timings["cloud"] = 1e3 * (t2 - t1)
+        return FrameResult(depth, metres, cloud, timings, fit)
+
+
+class LatestQueue(Generic[T]):
+    """A thread-safe queue of at most ``maxsize`` items where a put into a full queue drops the oldest item."""
+
+    def __init__(self, maxsize: int = 1) -> None:
+        self._items: deque[T] = deque()
+        self._cond = threading.Condition()
+        self.maxsize = maxsize
+
+    def put(self, item: T) -> list[T]:
+        """Enqueue ``item``; returns the stale items it pushed out (to be counted as drops)."""
+        with self._cond:
+            self._items.append(item)
+            dropped = []
+            while len(self._items) > max(1, self.maxsize):
+                dropped.append(self._items.popleft())
+            self._cond.notify()
+            return dropped
+
+    def get(self, timeout: float) -> T | None:
+        """The oldest waiting item, waiting up to ``timeout`` seconds; None when there is none."""
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+class StampCache(Generic[T]):
+    """Recent messages by stamp (ns); ``match`` finds the one nearest a stamp within a tolerance, waiting if asked."""
+
+    def __init__(self, size: int = 30) -> None:
+        self._items: OrderedDict[int, T] = OrderedDict()
+        self._cond = threading.Condition()
+        self.size = size
+
+    def add(self, stamp_ns: int, item: T) -> None:
+        with self._cond:
+            self._items[stamp_ns] = item
+            self._items.move_to_end(stamp_ns)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+            self._cond.notify_all()
+
+    def _nearest(self, stamp_ns: int, tolerance_ns: int) -> T | None:
+        if not self._items:
+            return None
+        best = min(self._items, key=lambda s: abs(s - stamp_ns))
+        return self._items[best] if abs(best - stamp_ns) <= tolerance_ns else None
+
+    def match(self, stamp_ns: int, tolerance_ns: int, wait_s: float = 0.0) -> T | None:
+        """The item nearest ``stamp_ns`` within ``tolerance_ns``; waits up to ``wait_s`` for it to arrive."""
+        deadline = time.monotonic() + wait_s
+        with self._cond:
+            while (item := self._nearest(stamp_ns, tolerance_ns)) is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+            return item
+
+    def latest(self) -> tuple[int, T] | None:
+        with self._cond:
+            return next(reversed(self._items.items()), None)
+
+
+class Throttle:
+    """Lets one message per key through every ``period_s`` and counts the ones it held back."""
+
+    def __init__(self, period_s: float = 5.0) -> None:
+        self.period_s = period_s
+        self._last: dict[str, float] = {}
+        self._held: Counter[str] = Counter()
+
+    def __call__(self, key: str) -> int | None:
+        """None: stay quiet; else the number of messages suppressed since the last one that went out."""
+        now = time.monotonic()
+        if now - self._last.get(key, -np.inf) < self.period_s:
+            self._held[key] += 1
+            return None
+        self._last[key] = now
+        return self._held.pop(key, 0)
+
+
+class StreamStats:
+    """Frame counts, drops by reason and timing windows, for the diagnostics and the demo's summary."""
+
+    def __init__(self, window: int = 100) -> None:
+        self._lock = threading.Lock()
+        self.received = 0
+        self.processed = 0
+        self.clouds = 0
+        self.dropped: Counter[str] = Counter()
+        self.timings: dict[str, deque[float]] = {stage: deque(maxlen=window) for stage in (*STAGES, "total",
+                                                                                             "latency")}
+        self._done: deque[float] = deque(maxlen=window)
+        self.last_problem = ""
+
+    def count_received(self) -> None:
+        with self._lock:
+            self.received += 1
+
+    def count_dropped(self, reason: str, problem: str = "", n: int = 1) -> None:
+        with self._lock:
+            self.dropped[reason] += n
+            if problem:
+                self.last_problem = problem
+
+    def count_processed(self, timings: dict[str, float], cloud: bool) -> None:
+        with self._lock:
+            self.processed += 1
+            self.clouds += int(cloud)
+            for stage, ms in timings.items():
+                if stage in self.timings:
+                    self.timings[stage].append(ms)
+            self._done.append(time.monotonic())
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, output rate and mean / p90 milliseconds per stage over the recent window."""
+        with self._lock:
+            done = list(self._done)
+            rate = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 and done[-1] > done[0] else 0.0
+            stages = {stage: {"mean_ms": float(np.mean(v)), "p90_ms": float(np.percentile(v, 90))}
+                      for stage, v in self.timings.items() if v}
+            return {"received": self.received, "processed": self.processed, "clouds": self.clouds,
+                    "dropped": dict(self.dropped), "rate_hz": rate, "stages": stages,
+                    "last_problem": self.last_problem}

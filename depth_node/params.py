@@ -1,0 +1,150 @@
+"""The node's ROS parameters, declared in one place: names, defaults, descriptions, ranges and run-time behaviour.
+
+``NodeParams`` is the single source of truth: ``config/estimator.yaml`` holds exactly its defaults (a test proves it),
+the node declares every field with a ``ParameterDescriptor`` built from the field's metadata, and a run-time change is
+validated here before the node applies it. Each field says what a change at run time does:
+
+* ``read_only``: fixed after start (QoS, transport, topics); rclpy refuses a change with its own reason;
+* ``reload``: the estimator is rebuilt with the new value (model, backend, input size) and the change is refused with
+  the loader's error when that fails;
+* otherwise the value applies from the next frame on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+TRANSPORTS = ("raw", "compressed")
+DEPTH_ENCODINGS = ("32FC1", "16UC1")
+RELIABILITIES = ("best_effort", "reliable")
+
+
+def _param(default: Any, description: str, *, name: str | None = None, choices: tuple[str, ...] = (),
+           lo: float | None = None, hi: float | None = None, read_only: bool = False, reload: bool = False) -> Any:
+    meta = {"description": description, "name": name, "choices": choices, "lo": lo, "hi": hi, "read_only": read_only,
+            "reload": reload}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """Values of every parameter of the estimator node (defaults = config/estimator.yaml)."""
+
+    model: str = _param("", "ONNX model, TensorRT engine or PyTorch checkpoint; empty: the package's default model",
+                        reload=True)
+    backend: str = _param("auto", "inference backend; auto picks TensorRT, then ONNX Runtime, then PyTorch",
+                          choices=BACKENDS, reload=True)
+    engine_cache_dir: str = _param("", "where built TensorRT engines are cached; empty: the backend's default",
+                                   reload=True)
+    input_width: int = _param(0, "network input width in pixels; 0: the model's own size", lo=0, hi=8192, reload=True)
+    input_height: int = _param(0, "network input height in pixels; 0: the model's own size", lo=0, hi=8192,
+                               reload=True)
+    min_depth: float = _param(0.0, "nearest valid depth in metres, nearer is published invalid; 0: the model's minimum",
+                              lo=0.0, hi=1000.0)
+    max_depth: float = _param(0.0, "farthest valid depth in metres, farther is published invalid; 0: the model's "
+                              "maximum", lo=0.0, hi=1000.0)
+    image_transport: str = _param("raw", "subscribe to image_raw (raw) or image_raw/compressed (compressed)",
+                                  choices=TRANSPORTS, read_only=True)
+    output_encoding: str = _param("32FC1", "depth/image encoding: 32FC1 metres (NaN invalid) or 16UC1 millimetres "
+                                  "(0 invalid), REP 118", choices=DEPTH_ENCODINGS)
+    publish_points: bool = _param(True, "publish depth/points (only computed while someone subscribes)")
+    points_color: bool = _param(True, "xyzrgb cloud with the image colours; false: xyz only")
+    points_decimation: int = _param(2, "keep every n-th row and column in the organized cloud", lo=1, hi=16)
+    camera_info_tolerance_ms: float = _param(1.0, "largest stamp difference at which a camera_info matches an image",
+                                             lo=0.0, hi=1000.0)
+    queue_size: int = _param(1, "frames waiting for inference; 1 = always the newest, older ones are dropped", lo=1,
+                             hi=30)
+    diagnostics_period: float = _param(1.0, "seconds between statistics on /diagnostics", lo=0.1, hi=3600.0,
+                                       read_only=True)
+    qos_input_reliability: str = _param("best_effort", "input subscriptions' reliability (best_effort matches every "
+                                        "publisher)", name="qos.input_reliability", choices=RELIABILITIES,
+                                        read_only=True)
+    qos_input_depth: int = _param(5, "input subscriptions' keep-last depth", name="qos.input_depth", lo=1, hi=1000,
+                                  read_only=True)
+    qos_output_reliability: str = _param("reliable", "publishers' reliability (reliable also serves best-effort "
+                                         "subscribers)", name="qos.output_reliability", choices=RELIABILITIES,
+                                         read_only=True)
+    qos_output_depth: int = _param(2, "publishers' keep-last depth", name="qos.output_depth", lo=1, hi=1000,
+                                   read_only=True)
+    scale_align_enabled: bool = _param(False, "align the predicted depth's scale to a live LR depth on topic lr_depth",
+                                       name="scale_align.enabled", read_only=True)
+    scale_align_shift: bool = _param(False, "also fit a shift (depth = scale * prediction + shift)",
+                                     name="scale_align.shift")
+    scale_align_smoothing: float = _param(0.9, "weight of the previous scale in the running estimate (0: none)",
+                                          name="scale_align.smoothing", lo=0.0, hi=0.999)
+    scale_align_tolerance_ms: float = _param(50.0, "largest stamp difference between an image and its LR depth",
+                                             name="scale_align.tolerance_ms", lo=0.0, hi=10000.0)
+
+
+FIELDS = {f.metadata["name"] or f.name: f for f in dataclasses.fields(NodeParams)}
+"""ROS parameter name -> dataclass field."""
+
+
+def reload_names() -> set[str]:
+    """Parameters whose change rebuilds the estimator."""
+    return {name for name, f in FIELDS.items() if f.metadata["reload"]}
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name`` (None when it is): choices and ranges."""
+    f = FIELDS.get(name)
+    if f is None:
+        return f"unknown parameter {name!r}"
+    meta = f.metadata
+    if meta["choices"] and value not in meta["choices"]:
+        return f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}"
+    if meta["lo"] is not None and not meta["lo"] <= value <= meta["hi"]:
+        return f"{name} must be in [{meta['lo']}, {meta['hi']}], got {value!r}"
+    return None
+
+
+def params_from_values(values: dict[str, Any]) -> NodeParams:
+    """NodeParams from ROS names -> values (missing names keep their defaults); ValueError on a bad value."""
+    kwargs = {}
+    for name, value in values.items():
+        problem = check_value(name, value)
+        if problem:
+            raise ValueError(problem)
+        kwargs[FIELDS[name].name] = value
+    params = dataclasses.replace(NodeParams(), **kwargs)
+    if (params.input_width == 0) != (params.input_height == 0):
+        raise ValueError(f"input_width and input_height must both be 0 (model size) or both set, got "
+                         f"{params.input_width}x{params.input_height}")
+    if params.max_depth and params.min_depth >= params.max_depth:
+        raise ValueError(f"min_depth ({params.min_depth}) must be below max_depth ({params.max_depth})")
+    return params
+
+
+def with_changes(current: NodeParams, changes: dict[str, Any]) -> NodeParams:
+    """``current`` with some parameters changed; ValueError naming the problem when the result is invalid."""
+    values = {name: getattr(current, f.name) for name, f in FIELDS.items()}
+    values.update(changes)
+    return params_from_values(values)
+
+
+def to_values(params: NodeParams) -> dict[str, Any]:
+    """ROS name -> value, e.g. for logging once at start or for parameter overrides."""
+    return {name: getattr(params, f.name) for name, f in FIELDS.items()}
+
+
+def declare(node: Any) -> NodeParams:
+    """Declare every parameter on an rclpy node and return their values (overrides from YAML / command line applied).
+
+    ValueError names the first bad configured value so that the node refuses to start with a clear message.
+    """
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    for name, f in FIELDS.items():
+        meta = f.metadata
+        desc = ParameterDescriptor(name=name, description=meta["description"], read_only=meta["read_only"])
+        if meta["choices"]:
+            desc.additional_constraints = "one of: " + ", ".join(meta["choices"])
+        if meta["lo"] is not None and isinstance(f.default, int) and not isinstance(f.default, bool):
+            desc.integer_range = [IntegerRange(from_value=int(meta["lo"]), to_value=int(meta["hi"]), step=1)]
+        elif meta["lo"] is not None:
+            desc.floating_point_range = [FloatingPointRange(from_value=float(meta["lo"]), to_value=float(meta["hi"]))]
+        node.declare_parameter(name, f.default, desc)
+    return params_from_values({name: node.get_parameter(name).value for name in FIELDS})

@@ -1,0 +1,95 @@
+"""Optional alignment of the predicted depth's scale (and shift) to a live low-resolution depth sensor.
+
+A monocular network's metric scale drifts with the scene and camera; a sparse LR sensor on the robot pins it down.
+Each frame the prediction is reduced to the LR grid (area average, like the sensor's footprint) and a scale s (and
+optionally a shift t) is fitted so that s * pred + t ~ lr over the valid LR pixels, by iteratively reweighted least
+squares on *relative* residuals with Huber weights (so near and far pixels count alike and edges/outliers do not pull
+the fit). The running estimate is smoothed over time (exponential average of log-scale and shift) so that one bad
+frame cannot make the output jump. The LR depth must be registered into the colour camera (same view, any resolution
+of the same aspect ratio), as drivers' "aligned depth" or depth_image_proc/register provide.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+HUBER_K = 1.345  # Huber's constant for 95% efficiency under Gaussian noise
+MIN_PIXELS = 50
+MIN_INLIERS = 0.5
+
+
+@dataclass(frozen=True)
+class ScaleFit:
+    """One frame's fit and how good it is."""
+
+    scale: float
+    shift: float
+    pixels: int  # valid LR pixels used
+    inlier_fraction: float  # pixels within 3 robust sigmas of the fit
+    abs_rel: float  # mean |s*pred + t - lr| / lr over the inliers after the fit
+
+    @property
+    def ok(self) -> bool:
+        return self.pixels >= MIN_PIXELS and self.inlier_fraction >= MIN_INLIERS and math.isfinite(self.scale)
+
+
+def reduce_to(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Area-average an HxW prediction onto an hxw LR grid of the same aspect ratio."""
+    import cv2
+
+    h, w = pred.shape
+    if abs(h / w - shape[0] / shape[1]) > 0.02 * h / w:
+        raise ValueError(f"LR depth {shape[1]}x{shape[0]} does not have the image's aspect ratio ({w}x{h})")
+    return cv2.resize(pred.astype(np.float32, copy=False), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+
+
+def fit_scale(pred: np.ndarray, lr: np.ndarray, with_shift: bool = False, iterations: int = 5) -> ScaleFit:
+    """Robust fit of lr ~ scale * pred (+ shift) on pixels where both are finite and positive (same shape)."""
+    mask = np.isfinite(pred) & np.isfinite(lr) & (pred > 0) & (lr > 0)
+    p, g = pred[mask].astype(np.float64), lr[mask].astype(np.float64)
+    if p.size < (2 if with_shift else 1):
+        return ScaleFit(float("nan"), 0.0, int(p.size), 0.0, float("nan"))
+    design = np.stack([p / g, 1.0 / g], axis=1) if with_shift else (p / g)[:, None]
+    coef = np.array([np.median(g / p), 0.0][: design.shape[1]])  # robust start: plain least squares is outlier-bent
+    for _ in range(iterations):
+        residual = design @ coef - 1.0  # relative error of the aligned prediction
+        sigma = 1.4826 * np.median(np.abs(residual - np.median(residual))) + 1e-9
+        root = np.sqrt(np.minimum(1.0, HUBER_K * sigma / np.maximum(np.abs(residual), 1e-12)))[:, None]
+        coef = np.linalg.lstsq(design * root, root[:, 0], rcond=None)[0]
+    residual = design @ coef - 1.0
+    inliers = np.abs(residual) <= 3.0 * sigma
+    scale, shift = float(coef[0]), float(coef[1]) if with_shift else 0.0
+    abs_rel = float(np.mean(np.abs(residual[inliers]))) if inliers.any() else float("nan")
+    return ScaleFit(scale, shift, int(p.size), float(inliers.mean()), abs_rel)
+
+
+class ScaleAligner:
+    """Keeps the time-smoothed scale/shift; ``update`` with each LR frame, ``apply`` to each prediction."""
+
+    def __init__(self, with_shift: bool = False, smoothing: float = 0.9) -> None:
+        self.with_shift = with_shift
+        self.smoothing = smoothing
+        self.scale = 1.0
+        self.shift = 0.0
+        self.last_fit: ScaleFit | None = None
+        self.fits = 0
+
+    def update(self, pred: np.ndarray, lr: np.ndarray) -> ScaleFit:
+        """Fit this frame; a good fit moves the running estimate (the first one sets it), a bad one is only reported."""
+        fit = fit_scale(reduce_to(pred, lr.shape), lr, self.with_shift)
+        self.last_fit = fit
+        if fit.ok and fit.scale > 0:
+            a = self.smoothing if self.fits else 0.0
+            self.scale = math.exp(a * math.log(self.scale) + (1 - a) * math.log(fit.scale))
+            self.shift = a * self.shift + (1 - a) * fit.shift
+            self.fits += 1
+        return fit
+
+    def apply(self, depth: np.ndarray) -> np.ndarray:
+        """The prediction with the running scale and shift applied."""
+        if self.scale == 1.0 and self.shift == 0.0:
+            return depth
+        return depth * np.float32(self.scale) + np.float32(self.shift)

@@ -1,0 +1,104 @@
+"""config/estimator.yaml holds exactly the parameters the node declares, with their defaults; bad values are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import rclpy
+import yaml
+from rclpy.exceptions import InvalidParameterValueException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from depth_node.params import FIELDS, NodeParams, check_value, declare, params_from_values, reload_names, with_changes
+
+CONFIG = Path(__file__).parents[1] / "config" / "estimator.yaml"
+DOMAIN_ID = 41  # Linux: ids above 101 can collide with ephemeral ports
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def yaml_values() -> dict:
+    return flatten(yaml.safe_load(CONFIG.read_text())["/**"]["ros__parameters"])
+
+
+@pytest.fixture
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+def declared(ctx: rclpy.Context, *cli: str, overrides: list[Parameter] | None = None) -> tuple[Node, NodeParams]:
+    node = Node("estimator", context=ctx, cli_args=["--ros-args", *cli], parameter_overrides=overrides or [],
+                start_parameter_services=False)
+    return node, declare(node)
+
+
+def test_yaml_keys_and_values_are_exactly_the_declared_defaults(context: rclpy.Context) -> None:
+    values = yaml_values()
+    assert set(values) == set(FIELDS), f"only in YAML: {set(values) - set(FIELDS)}; missing {set(FIELDS) - set(values)}"
+    node, params = declared(context, "--params-file", str(CONFIG))
+    try:
+        assert params == NodeParams()
+        ours = {name: node.get_parameter(name).value for name in FIELDS}
+        assert ours == values
+        assert all(type(values[name]) is type(f.default) for name, f in FIELDS.items())  # YAML 1 vs 1.0 would drift
+        listed = set(node.list_parameters([], 10).names) - {"use_sim_time", "start_type_description_service"}
+        assert listed == set(FIELDS)
+    finally:
+        node.destroy_node()
+
+
+def test_descriptors_carry_ranges_choices_and_read_only(context: rclpy.Context) -> None:
+    node, _ = declared(context)
+    try:
+        described = {d.name: d for d in node.describe_parameters(list(FIELDS))}
+        assert described["points_decimation"].integer_range[0].from_value == 1
+        assert described["min_depth"].floating_point_range[0].to_value == 1000.0
+        assert "onnxruntime" in described["backend"].additional_constraints
+        assert described["qos.input_reliability"].read_only and described["image_transport"].read_only
+        assert not described["model"].read_only  # reloads the estimator instead
+        assert all(d.description for d in described.values())
+        refused = node.set_parameters([Parameter("points_decimation", value=0)])[0]
+        assert not refused.successful
+        refused = node.set_parameters([Parameter("image_transport", value="compressed")])[0]
+        assert not refused.successful and "read-only" in refused.reason
+    finally:
+        node.destroy_node()
+
+
+def test_overrides_apply_and_bad_values_refuse_to_start(context: rclpy.Context, tmp_path: Path) -> None:
+    node, params = declared(context, "-p", "output_encoding:=16UC1", "-p", "qos.output_depth:=5")
+    assert (params.output_encoding, params.qos_output_depth) == ("16UC1", 5)
+    node.destroy_node()
+    with pytest.raises(ValueError, match="backend must be one of"):
+        declared(context, "-p", "backend:=tensorflow")
+    with pytest.raises(InvalidParameterValueException):
+        declared(context, "-p", "points_decimation:=0")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"/**": {"ros__parameters": {"min_depth": 5.0, "max_depth": 2.0}}}))
+    with pytest.raises(ValueError, match="min_depth .* must be below max_depth"):
+        declared(context, "--params-file", str(bad))
+
+
+def test_run_time_changes_are_validated() -> None:
+    params = NodeParams()
+    assert with_changes(params, {"points_decimation": 4}).points_decimation == 4
+    with pytest.raises(ValueError, match="output_encoding must be one of 32FC1, 16UC1"):
+        with_changes(params, {"output_encoding": "8UC1"})
+    with pytest.raises(ValueError, match="both be 0"):
+        with_changes(params, {"input_width": 320})
+    assert check_value("nope", 1) == "unknown parameter 'nope'"
+    assert {"model", "backend", "input_width", "input_height", "engine_cache_dir"} == reload_names()
+    assert params_from_values({}) == params
