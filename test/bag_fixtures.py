@@ -10,9 +10,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from depth_node_training import sample_bag
 from depth_node_training.registration import scale_intrinsics
 from depth_node_training.sample_bag import Messages
-from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 # Written with an older distro's definitions than the reader's fallback (Kilted): the bag's own definitions must win.
@@ -131,13 +131,4 @@ class Rig:
 
 def write_bag(path: Path, log: list[tuple[int, str, str, object]], storage: str = "mcap") -> Path:
     """Write a rosbag2 directory; messages may be rosbags objects or raw CDR bytes."""
-    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
-    with Writer(path, version=9, storage_plugin=plugin) as writer:
-        connections = {}
-        for _, topic, msgtype, _ in log:
-            if topic not in connections:
-                connections[topic] = writer.add_connection(topic, msgtype, typestore=STORE)
-        for time, topic, msgtype, msg in sorted(log, key=lambda item: item[0]):
-            data = msg if isinstance(msg, bytes) else STORE.serialize_cdr(msg, msgtype)
-            writer.write(connections[topic], time, data)
-    return path
+    return sample_bag.write_bag(path, log, STORE, storage)

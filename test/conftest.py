@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 DATA_ROOT = Path(os.environ.get("DEPTH_NODE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -24,3 +25,21 @@ def redkitchen_bag() -> Path:
     if not (path / "metadata.yaml").exists():
         pytest.skip(f"real robot log not found at {path} (set DEPTH_NODE_DATA to ../shared/data)")
     return path
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    """The shipped model when present, else a fresh one (ImageNet encoder, random decoder) with real metadata."""
+    from depth_node_training.checkpoint import save_checkpoint
+    from depth_node_training.config import load_config
+    from depth_node_training.networks import DepthEstimator
+
+    from depth_node.default_model import MODEL_DIR
+
+    if (MODEL_DIR / "default.pt").exists():
+        return MODEL_DIR / "default.pt"
+    torch.manual_seed(0)
+    cfg = load_config(None, ["model.min_depth=0.2", "model.max_depth=8.0"])
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    meta = {"data": ["redkitchen@0:500"], "git_rev": "abc1234"}
+    return save_checkpoint(path, DepthEstimator(cfg.model), cfg, 7, meta)

@@ -15,30 +15,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-from depth_node_training.checkpoint import save_checkpoint
-from depth_node_training.config import load_config
 from depth_node_training.export import export_onnx
-from depth_node_training.networks import DepthEstimator
 
-from depth_node.default_model import MODEL_DIR
 from depth_node.estimator import load_estimator, resize_depth, to_network_input, unavailable_reason
 
 SIZE = (240, 320)  # model size for most tests: real 640x480 frames are resized down, depth resized back up
 FRAMES = (0, 300, 599)
 TENSORRT_MISSING = unavailable_reason("tensorrt")
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> Path:
-    """The shipped model when present, else a fresh one (ImageNet encoder, random decoder: varied depth)."""
-    if (MODEL_DIR / "default.pt").exists():
-        return MODEL_DIR / "default.pt"
-    torch.manual_seed(0)
-    cfg = load_config(None, ["model.min_depth=0.2", "model.max_depth=8.0"])
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    meta = {"data": ["redkitchen@0:500"], "git_rev": "abc1234"}
-    return save_checkpoint(path, DepthEstimator(cfg.model), cfg, 7, meta)
 
 
 @pytest.fixture(scope="session")

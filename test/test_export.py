@@ -11,28 +11,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from depth_node_training.checkpoint import load_model, save_checkpoint
-from depth_node_training.config import load_config
+from depth_node_training.checkpoint import load_model
 from depth_node_training.export import OPSET, DeployModel, export_onnx
-from depth_node_training.networks import DepthEstimator
 
-from depth_node.default_model import MODEL_DIR
 from depth_node.estimator import file_sha256
 
 # What TensorRT 10's ONNX parser handles natively; anything else in a static export is a regression.
 TENSORRT_OPS = {"Conv", "Clip", "Relu", "Add", "Mul", "Concat", "Resize", "Slice", "Pad", "Sigmoid", "Exp"}
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> Path:
-    """The shipped model when present, else a fresh one (ImageNet encoder, random decoder) with real metadata."""
-    if (MODEL_DIR / "default.pt").exists():
-        return MODEL_DIR / "default.pt"
-    torch.manual_seed(0)
-    cfg = load_config(None, ["model.min_depth=0.2", "model.max_depth=8.0"])
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    meta = {"data": ["redkitchen@0:500"], "git_rev": "abc1234"}
-    return save_checkpoint(path, DepthEstimator(cfg.model), cfg, 7, meta)
 
 
 def onnx_run(path: Path, image: np.ndarray) -> np.ndarray:

@@ -276,15 +276,21 @@ def write_sample_bag(out_dir: Path, frames: int = 40, storage: str = "mcap", see
                     (arrive, "/tof/depth/camera_info", "sensor_msgs/msg/CameraInfo",
                      build.camera_info(depth_stamp, DEPTH_FRAME, DEPTH_K, DEPTH_SIZE))]
 
+    return write_bag(out_dir, log, store, storage)
+
+
+def write_bag(path: Path, log: list[tuple[int, str, str, object]], store, storage: str = "mcap") -> Path:
+    """Write (time_ns, topic, msgtype, message) records as a rosbag2 log; a message may also be raw CDR bytes."""
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
-    with Writer(out_dir, version=9, storage_plugin=plugin) as writer:
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
         connections = {}
         for _, topic, msgtype, _ in log:
             if topic not in connections:
                 connections[topic] = writer.add_connection(topic, msgtype, typestore=store)
         for time, topic, msgtype, msg in sorted(log, key=lambda item: item[0]):
-            writer.write(connections[topic], time, store.serialize_cdr(msg, msgtype))
-    return out_dir
+            data = msg if isinstance(msg, bytes) else store.serialize_cdr(msg, msgtype)
+            writer.write(connections[topic], time, data)
+    return path
 
 
 def run(args: argparse.Namespace) -> None:
