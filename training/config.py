@@ -49,7 +49,7 @@ class LossConfig:
     w_cons: float = 0.5  # (3) L(D_lr, down(D_hr))
     w_affinity: float = 1.0  # (4) affinity distillation from the reconstruction network
     w_recon: float = 1.0  # the reconstruction network's own loss (it is trained jointly)
-    affinity_grid: tuple[int, int] = (15, 20)  # features are pooled to this grid before pairwise similarities
+    affinity_grid: tuple[int, int] = (30, 40)  # features are pooled to this grid before pairwise similarities
     affinity_warmup: float = 0.2  # fraction of steps over which w_affinity ramps up from 0
 
 
