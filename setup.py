@@ -12,7 +12,7 @@ PACKAGE = "depth_node"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=[PACKAGE, "depth_node_training"],
+    packages=[PACKAGE, f"{PACKAGE}.backends", "depth_node_training", "depth_node_training.logs"],
     package_dir={"depth_node_training": "training"},
     package_data={PACKAGE: ["models/*.pt", "models/*.onnx", "models/*.md"], "depth_node_training": ["configs/*.yaml"]},
     data_files=[

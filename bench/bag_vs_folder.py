@@ -20,7 +20,7 @@ from depth_node_training.checkpoint import load_model, read_checkpoint
 from depth_node_training.config import load_config
 from depth_node_training.datasets import open_frames
 from depth_node_training.evaluate import evaluate_frames, format_table, torch_predictor
-from depth_node_training.extract import extract
+from depth_node_training.logs.extract import extract
 from depth_node_training.train import fit
 
 

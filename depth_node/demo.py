@@ -61,21 +61,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def sample_log(out: Path, frames: int) -> Path:
-    from depth_node_training.sample_bag import write_sample_bag
+    from depth_node_training.logs.sample_bag import write_sample_bag
 
     log(f"writing the built-in sample robot log ({frames} frames) ...")
     return write_sample_bag(out / "sample_log", frames=frames, storage="mcap")
 
 
 def log_topics(bag: Path, color: str | None, gt: str | None) -> Any:
-    from depth_node_training.bag_reader import detect_topics, open_bag
+    from depth_node_training.logs.bag_reader import detect_topics, open_bag
 
     with open_bag(bag) as reader:
         return detect_topics(reader, bag, color=color, gt=gt)
 
 
 def image_size(bag: Path, info_topic: str) -> tuple[int, int]:
-    from depth_node_training.bag_reader import first_message, open_bag
+    from depth_node_training.logs.bag_reader import first_message, open_bag
 
     with open_bag(bag) as reader:
         info = first_message(reader, info_topic)
@@ -162,7 +162,7 @@ class Session:
 
     def __init__(self, bag: Path, topics: Any, recorder: Recorder, out: Path, rate: float) -> None:
         import rclpy
-        from depth_node_training.bag_reader import open_bag
+        from depth_node_training.logs.bag_reader import open_bag
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -207,7 +207,7 @@ class Session:
 
     def _ground_truth(self) -> dict[int, Any]:
         """HR ground-truth depth messages by stamp (kept compressed as logged; decoded when scored)."""
-        from depth_node_training.bag_reader import open_bag, stamp_ns
+        from depth_node_training.logs.bag_reader import open_bag, stamp_ns
 
         if not self.topics.gt:
             return {}
@@ -268,7 +268,7 @@ class Session:
         gt_msg = self.gt.get(stamp)
         gt = None
         if gt_msg is not None:
-            from depth_node_training.bag_reader import decode_depth as decode_gt
+            from depth_node_training.logs.bag_reader import decode_depth as decode_gt
             from depth_node_training.metrics import depth_metrics
 
             gt = decode_gt(gt_msg)
@@ -282,7 +282,7 @@ class Session:
 
     def play(self) -> None:
         """Publish the log's colour images and camera_info as recorded, at ``rate`` times the log's pace."""
-        from depth_node_training.bag_reader import open_bag
+        from depth_node_training.logs.bag_reader import open_bag
         from rclpy.serialization import deserialize_message
 
         color, info = self.topics.color, self.topics.color_info
@@ -399,7 +399,7 @@ def summarize(session: Session, args: argparse.Namespace, paths: dict[str, str],
 
 
 def main(argv: list[str] | None = None) -> int:
-    from depth_node_training.bag_reader import BagError
+    from depth_node_training.logs.bag_reader import BagError
 
     try:
         return run(parse_args(argv))

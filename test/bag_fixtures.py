@@ -10,9 +10,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from depth_node_training import sample_bag
-from depth_node_training.registration import scale_intrinsics
-from depth_node_training.sample_bag import Messages
+from depth_node_training.logs import sample_bag
+from depth_node_training.logs.registration import scale_intrinsics
+from depth_node_training.logs.sample_bag import Messages
 from rosbags.typesys import Stores, get_typestore
 
 # Written with an older distro's definitions than the reader's fallback (Kilted): the bag's own definitions must win.

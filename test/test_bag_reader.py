@@ -15,7 +15,7 @@ from bag_fixtures import (
     depth_image,
     write_bag,
 )
-from depth_node_training.bag_reader import (
+from depth_node_training.logs.bag_reader import (
     BagError,
     DecodeError,
     TransformTree,
@@ -25,7 +25,7 @@ from depth_node_training.bag_reader import (
     list_topics,
     open_bag,
 )
-from depth_node_training.sample_bag import quaternion
+from depth_node_training.logs.sample_bag import quaternion
 
 
 def image_msg(encoding: str, array: np.ndarray, step_pad: int = 0, bigendian: bool = False) -> object:

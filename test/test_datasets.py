@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 from depth_node_training.config import DataConfig
-from depth_node_training.datasets import TrainingPairs, lr_supervision, open_frames
+from depth_node_training.datasets import open_frames
+from depth_node_training.training_pairs import TrainingPairs, lr_supervision
 
 
 def write_frame(folder, stem, color, depth_mm):

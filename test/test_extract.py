@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 from bag_fixtures import DEPTH_K, PERIOD_NS, REAL_BAG, START_NS, Rig, color_image, depth_image, write_bag
-from depth_node_training import extract as extract_module
-from depth_node_training.bag_reader import BagError, decode_depth, open_bag
-from depth_node_training.extract import extract, extract_cached
-from depth_node_training.extracted_set import ExtractedSet, is_extracted_set
 from depth_node_training.frames import split_by_time
-from depth_node_training.pairing import pair_nearest
+from depth_node_training.logs import extract as extract_module
+from depth_node_training.logs.bag_reader import BagError, decode_depth, open_bag
+from depth_node_training.logs.extract import extract, extract_cached
+from depth_node_training.logs.extracted_set import ExtractedSet, is_extracted_set
+from depth_node_training.logs.pairing import pair_nearest
 
 
 def cli(*argv: str) -> None:

@@ -334,8 +334,8 @@ def test_scale_alignment_to_a_live_lr_depth(start, estimator) -> None:
 
 
 def test_sample_log_frames(start, tmp_path: Path) -> None:
-    from depth_node_training.bag_reader import detect_topics, open_bag
-    from depth_node_training.sample_bag import write_sample_bag
+    from depth_node_training.logs.bag_reader import detect_topics, open_bag
+    from depth_node_training.logs.sample_bag import write_sample_bag
     from rclpy.serialization import deserialize_message
 
     bag = write_sample_bag(tmp_path / "log", frames=4)

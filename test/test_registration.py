@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from depth_node_training.registration import coincident, lr_grid, register_depth, scale_intrinsics, splat_depth
+from depth_node_training.logs.registration import coincident, lr_grid, register_depth, scale_intrinsics, splat_depth
 
 K_HR = np.array([[585.0, 0.0, 320.0], [0.0, 585.0, 240.0], [0.0, 0.0, 1.0]])
 

@@ -12,10 +12,10 @@ import argparse
 
 import numpy as np
 import pytest
-from depth_node_training import sample_bag
-from depth_node_training.bag_reader import list_topics, open_bag, stamp_ns
-from depth_node_training.extract import extract
-from depth_node_training.extracted_set import ExtractedSet
+from depth_node_training.logs import sample_bag
+from depth_node_training.logs.bag_reader import list_topics, open_bag, stamp_ns
+from depth_node_training.logs.extract import extract
+from depth_node_training.logs.extracted_set import ExtractedSet
 
 
 def centre_truth(depth_hr: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import engine, evaluate, export, extract, sample_bag
+from . import engine, evaluate, export
 from .config import load_config
+from .logs import extract, sample_bag
 
 
 def run_fit(args: argparse.Namespace) -> None:

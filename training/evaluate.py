@@ -17,10 +17,10 @@ import torch
 from tqdm import tqdm
 
 from .config import DataConfig
-from .datasets import lr_supervision
 from .frames import FrameSource
 from .metrics import METRICS, depth_metrics
 from .previews import preview_row, save_rows
+from .training_pairs import lr_supervision
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 

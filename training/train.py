@@ -21,11 +21,12 @@ from tqdm import tqdm
 
 from .checkpoint import git_revision, read_checkpoint, save_checkpoint
 from .config import Config
-from .datasets import Concat, TrainingPairs, open_frames
+from .datasets import Concat, open_frames
 from .evaluate import torch_predictor, validation_metrics
 from .frames import split_by_time
 from .networks import DepthEstimator, ReconstructionNet
 from .objective import WeakObjective, total_loss
+from .training_pairs import TrainingPairs
 
 
 def learning_rate(step: int, cfg: Config) -> float:

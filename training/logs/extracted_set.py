@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .frames import Frame
+from ..frames import Frame
 
 
 def is_extracted_set(path: str | Path) -> bool:
