@@ -1,17 +1,23 @@
-"""Ablation of the weak-supervision losses on real data (issue 2's evidence), same budget for every row.
+"""Ablation of the weak-supervision losses on real data: every row, several seeds, paired intervals.
 
-Trains lr-only, +hr, +cons, full and hr-oracle on frames 0-499 of a 7-Scenes sequence with LR supervision made by
-``--factor``, then evaluates every row (and upsampled-lr: bicubic upsampling of the lr-only model's LR output) on
-frames 500-599 against the full-resolution ground truth. Prints a table, writes JSON and preview PNGs.
+Protocol (issue 10): three disjoint blocks of a 7-Scenes sequence by time. Train on 0-399, choose everything on the
+validation block 420-479 (``--split val``), report on the test block 500-599 (``--split test``), read once per final
+configuration. The LR supervision is the HR ground truth reduced by ``--factor`` with ``down``; evaluation is against
+the full-resolution ground truth. Every row gets the same budget; each (row, seed) is trained once and kept, each
+evaluation is kept, so a rerun continues where the last one stopped.
 
-    python bench/ablation.py --data ../shared/data/redkitchen --factor 4 --steps 600 --out bench/results/ablation_x4
+    python bench/ablation.py --factor 4 --steps 800 --seeds 0 1 2 --split test --out bench/results/ablation_x4
+    python bench/ablation.py --split val --rows +cons full --row full-sr=loss.teacher=super_resolution
 
-Rows already trained (checkpoint at the final step) are not trained again.
+Writes ``OUT/summary.json`` (test) or ``OUT/summary_val.json``: per row the mean and std over seeds of each metric,
+per-20-frame blocks, and for each step of the ablation a paired comparison (AbsRel difference, moving-block bootstrap
+over frames and seeds, 95% interval); prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import platform
 import time
@@ -23,18 +29,22 @@ import torch
 from depth_node_training.checkpoint import load_model, read_checkpoint
 from depth_node_training.config import load_config
 from depth_node_training.datasets import open_frames
-from depth_node_training.evaluate import evaluate_frames, format_table, torch_predictor
+from depth_node_training.evaluate import evaluate_frames, torch_predictor
+from depth_node_training.metrics import METRICS
 from depth_node_training.reduce import lr_size
+from depth_node_training.statistics import block_means, paired_bootstrap
 from depth_node_training.train import fit
 
 ROWS = {
-    "full": [],
     "lr-only": ["loss.w_hr=0", "loss.w_cons=0", "loss.w_affinity=0"],
-    "hr-oracle": ["loss.supervision=hr", "loss.w_affinity=0"],
     "+hr": ["loss.w_cons=0", "loss.w_affinity=0"],
     "+cons": ["loss.w_affinity=0"],
+    "full": ["loss.w_affinity=1"],  # all four terms, whatever the default objective is
+    "hr-oracle": ["loss.supervision=hr", "loss.w_affinity=0"],
+    "upsampled-lr": None,  # the lr-only networks at the LR resolution they were trained at, bicubic up
 }
-ORDER = ("lr-only", "+hr", "+cons", "full", "hr-oracle", "upsampled-lr")
+COMPARISONS = (("+hr", "lr-only"), ("+cons", "+hr"), ("full", "+cons"), ("full", "upsampled-lr"))
+SPLITS = {"val": "420:480", "test": "500:600"}
 
 
 def upsampled_lr_predictor(model: torch.nn.Module, mean, std, factor: float):
@@ -49,68 +59,129 @@ def upsampled_lr_predictor(model: torch.nn.Module, mean, std, factor: float):
     return predict
 
 
+def train_row(args, name: str, overrides: list[str], seed: int) -> Path:
+    """Train one (row, seed) unless its final checkpoint exists; returns the run folder."""
+    run = args.out / name / f"seed{seed}"
+    ckpt = run / "checkpoint.pt"
+    if ckpt.exists() and read_checkpoint(ckpt)["step"] >= args.steps:
+        return run
+    common = [f"data.factor={args.factor}", f"model.factor={args.factor}", f"train.steps={args.steps}",
+              f"train.seed={seed}", *args.set]
+    start = time.time()
+    fit(load_config(None, common + overrides), [f"{args.data}@{args.train_frames}"], run, resume=True)
+    (run / "wall.json").write_text(json.dumps({"train_seconds": round(time.time() - start, 1)}))
+    return run
+
+
+def evaluate_row(args, name: str, run: Path, frames) -> list[dict]:
+    """Per-frame metrics of one (row, seed) on the split, cached in the run folder."""
+    path = run.parent / run.name / f"eval_{args.split}.csv"
+    if name == "upsampled-lr":
+        path = args.out / name / run.name / f"eval_{args.split}.csv"
+    if not path.exists():
+        model, cfg, _ = load_model(run / "checkpoint.pt")
+        predict = (upsampled_lr_predictor(model, cfg.model.mean, cfg.model.std, args.factor) if name == "upsampled-lr"
+                   else torch_predictor(model, cfg.model.mean, cfg.model.std))
+        evaluate_frames(predict, frames, cfg.data.min_depth, cfg.data.max_depth, csv_path=path,
+                        previews_dir=path.parent / f"previews_{args.split}", previews=4, desc=f"{name} {run.name}")
+    with path.open() as f:
+        return [{k: (v if k == "frame" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def summarise(per_seed: dict[int, list[dict]]) -> dict:
+    """Mean and std over seeds of each seed's mean metric, and per-20-frame AbsRel blocks (mean over seeds)."""
+    seeds = sorted(per_seed)
+    means = {m: np.array([np.mean([r[m] for r in per_seed[s]]) for s in seeds]) for m in METRICS}
+    abs_rel = np.array([[r["abs_rel"] for r in per_seed[s]] for s in seeds])
+    row = {f"{m}_mean": float(v.mean()) for m, v in means.items()}
+    row.update({f"{m}_std": float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in means.items()})
+    row.update({"seeds": len(seeds), "seed_list": seeds, "abs_rel_per_seed": means["abs_rel"].tolist(),
+                "blocks": {"size": 20, "abs_rel": block_means(abs_rel.mean(0))}})
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/redkitchen")
     parser.add_argument("--factor", type=float, default=4.0)
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--train-frames", default="0:500")
-    parser.add_argument("--eval-frames", default="500:600")
-    parser.add_argument("--rows", nargs="+", default=list(ORDER))
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--train-frames", default="0:400")
+    parser.add_argument("--split", choices=sorted(SPLITS), default="val",
+                        help="val (420-479): every choice; test (500-599): read once per final configuration")
+    parser.add_argument("--rows", nargs="+", default=list(ROWS))
+    parser.add_argument("--row", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]",
+                        help="an extra row, e.g. full-sr=loss.teacher=super_resolution (compared with +cons)")
+    parser.add_argument("--set", nargs="*", default=[], help="config overrides for every row")
     parser.add_argument("--out", type=Path, default=Path("bench/results/ablation_x4"))
     parser.add_argument("--train-only", action="store_true")
-    parser.add_argument("--set", nargs="*", default=[], help="extra config overrides for every row")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    common = [f"data.factor={args.factor}", f"model.factor={args.factor}", f"train.steps={args.steps}", *args.set]
-    wall = {}
-    for name in [r for r in ROWS if r in args.rows or (r == "lr-only" and "upsampled-lr" in args.rows)]:
-        ckpt = args.out / name / "checkpoint.pt"
-        if ckpt.exists() and read_checkpoint(ckpt)["step"] >= args.steps:
-            continue
-        cfg = load_config(None, common + ROWS[name])
-        start = time.time()
-        fit(cfg, [f"{args.data}@{args.train_frames}"], args.out / name, resume=True)
-        wall[name] = time.time() - start
-        (args.out / name / "wall.json").write_text(json.dumps({"train_seconds": wall[name]}))
+    rows = {name: ROWS[name] for name in args.rows}
+    for spec in args.row:
+        name, _, overrides = spec.partition("=")
+        rows[name] = overrides.split(",")
+    frames = None if args.train_only else open_frames(f"{args.data}@{SPLITS[args.split]}")
+    results, wall = {}, {}
+    for name, overrides in rows.items():
+        source, source_overrides = ("lr-only", ROWS["lr-only"]) if overrides is None else (name, overrides)
+        per_seed = {}
+        for seed in args.seeds:
+            run = train_row(args, source, source_overrides, seed)
+            wall_file = run / "wall.json"
+            if wall_file.exists():
+                wall.setdefault(name, []).append(json.loads(wall_file.read_text())["train_seconds"])
+            if frames is not None:
+                per_seed[seed] = evaluate_row(args, name, run, frames)
+        if per_seed:
+            results[name] = summarise(per_seed)
+            results[name]["train_seconds_mean"] = float(np.mean(wall[name])) if name in wall else None
+            results[name]["_frames"] = per_seed
     if args.train_only:
         return
 
-    frames = open_frames(f"{args.data}@{args.eval_frames}")
-    results = {}
-    for name in [r for r in ORDER if r in args.rows]:
-        source = "lr-only" if name == "upsampled-lr" else name
-        model, cfg, meta = load_model(args.out / source / "checkpoint.pt")
-        predict = (upsampled_lr_predictor(model, cfg.model.mean, cfg.model.std, args.factor) if name == "upsampled-lr"
-                   else torch_predictor(model, cfg.model.mean, cfg.model.std))
-        summary = evaluate_frames(predict, frames, cfg.data.min_depth, cfg.data.max_depth,
-                                  csv_path=args.out / name / "eval_frames.csv",
-                                  previews_dir=args.out / name / "previews", previews=4, desc=name)
-        wall_file = args.out / source / "wall.json"
-        summary["train_seconds"] = json.loads(wall_file.read_text())["train_seconds"] if wall_file.exists() else None
-        results[name] = summary
+    comparisons = {}
+    pairs = [p for p in COMPARISONS if p[0] in results and p[1] in results]
+    pairs += [(name, "+cons") for name in rows if name not in ROWS and "+cons" in results]
+    for a, b in pairs:
+        shared = sorted(set(results[a]["seed_list"]) & set(results[b]["seed_list"]))
+        values = [np.array([[r["abs_rel"] for r in results[n]["_frames"][s]] for s in shared]) for n in (a, b)]
+        comparisons[f"{a} vs {b}"] = {"metric": "abs_rel", **paired_bootstrap(*values)}
+    for row in results.values():
+        del row["_frames"]
     report = {
-        "command": "python bench/ablation.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in
-                                                          [("data", args.data), ("factor", args.factor),
-                                                           ("steps", args.steps), ("out", args.out)]),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
-                   f"{torch.__version__}",
-        "train_frames": args.train_frames, "eval_frames": args.eval_frames, "factor": args.factor,
-        "rows": results,
+        "command": "python bench/ablation.py " + " ".join(
+            [f"--factor {args.factor:g}", f"--steps {args.steps}", "--seeds " + " ".join(map(str, args.seeds)),
+             f"--split {args.split}", "--rows " + " ".join(args.rows), *[f"--row {r}" for r in args.row],
+             *(["--set " + " ".join(args.set)] if args.set else []), f"--out {args.out}"]),
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                   f"torch {torch.__version__}",
+        "train_frames": args.train_frames, "eval_frames": SPLITS[args.split], "split": args.split,
+        "factor": args.factor, "steps": args.steps, "rows": results, "comparisons": comparisons,
     }
-    if {"full", "lr-only", "hr-oracle", "upsampled-lr"} <= results.keys():
-        full = results["full"]["abs_rel"]
-        report["targets"] = {
-            "full <= 0.9 x lr-only": full <= 0.9 * results["lr-only"]["abs_rel"],
-            "full <= 1.1 x hr-oracle": full <= 1.1 * results["hr-oracle"]["abs_rel"],
-            "full < upsampled-lr": full < results["upsampled-lr"]["abs_rel"],
-        }
+    if {"full", "hr-oracle", "upsampled-lr"} <= results.keys():
+        full = results["full"]["abs_rel_mean"]
+        report["targets"] = {"full <= 1.1 x hr-oracle": full <= 1.1 * results["hr-oracle"]["abs_rel_mean"],
+                             "full < upsampled-lr": full < results["upsampled-lr"]["abs_rel_mean"]}
+    name = "summary.json" if args.split == "test" else f"summary_{args.split}.json"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ablation.json").write_text(json.dumps(report, indent=2))
-    print(format_table(results))
-    print(json.dumps(report.get("targets", {}), indent=2))
-    print(f"wrote {args.out / 'ablation.json'}")
+    (args.out / name).write_text(json.dumps(report, indent=2))
+    print(format_report(results, comparisons))
+    print(f"wrote {args.out / name}")
+
+
+def format_report(results: dict, comparisons: dict) -> str:
+    """Markdown: one row per run (mean ± std over seeds), then the paired comparisons."""
+    lines = ["| run | seeds | AbsRel | RMSE | δ<1.25 | AbsRel per 20-frame block |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, r in results.items():
+        blocks = " ".join(f"{v:.3f}" for v in r["blocks"]["abs_rel"])
+        lines.append(f"| {name} | {r['seeds']} | {r['abs_rel_mean']:.3f} ± {r['abs_rel_std']:.3f} | "
+                     f"{r['rmse_mean']:.3f} ± {r['rmse_std']:.3f} | {r['delta1_mean']:.3f} | {blocks} |")
+    lines += ["", "| comparison | ΔAbsRel | 95% interval | excludes 0 |", "| --- | --- | --- | --- |"]
+    for name, c in comparisons.items():
+        lines.append(f"| {name} | {c['mean']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] | {c['excludes_zero']} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Affinity distillation: make the estimator's pairwise feature similarities match the reconstruction network's.
 
-A feature map (N,C,h,w) is average-pooled to a fixed grid (so memory is bounded whatever the image size: a 20x15 grid
-gives a 300x300 matrix per image), each cell's C-vector is L2-normalised, and the affinity matrix is the cosine
-similarity of every pair of cells. Comparing affinities instead of features lets networks of different widths (and
+A feature map (N,C,h,w) is average-pooled to a fixed grid (so memory is bounded whatever the image size: a 30x40 grid
+gives a 1200x1200 matrix per image), each cell's C-vector is centred on the image's mean over its valid cells and
+L2-normalised, and the affinity matrix is the cosine similarity of every pair of cells. Centring matters: post-ReLU
+features are non-negative, so raw cosine similarities all sit in a narrow band near 1 and carry little contrast.
+Comparing affinities instead of features lets networks of different widths (and
 inputs: color vs depth) be compared, and transfers *structure* (which regions belong to the same surface) rather
 than appearance.
 """
@@ -21,9 +23,14 @@ def crop_valid(feature: torch.Tensor, size: tuple[int, int], stride: int) -> tor
     return feature[..., : math.ceil(h / stride), : math.ceil(w / stride)]
 
 
-def affinity(feature: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """(N,C,h,w) -> (N, G, G) cosine-similarity matrix of the cells of a ``grid``-pooled feature map, G = gh*gw."""
+def affinity(feature: torch.Tensor, grid: tuple[int, int], cells: torch.Tensor | None = None) -> torch.Tensor:
+    """(N,C,h,w) -> (N, G, G) cosine-similarity matrix of the cells of a ``grid``-pooled feature map, G = gh*gw.
+
+    With ``cells`` ((N, G) weights of the cells that count), each cell vector is first centred on their mean."""
     pooled = F.adaptive_avg_pool2d(feature.float(), grid).flatten(2)  # N, C, G
+    if cells is not None:
+        weights = cells[:, None, :] / cells.sum(1).clamp(min=1)[:, None, None]
+        pooled = pooled - (pooled * weights).sum(2, keepdim=True)
     pooled = F.normalize(pooled, dim=1)
     return pooled.transpose(1, 2) @ pooled
 
@@ -38,5 +45,5 @@ def affinity_loss(student: torch.Tensor, teacher: torch.Tensor, valid: torch.Ten
     pairs = cells[:, :, None] * cells[:, None, :]
     if pairs.sum() == 0:
         return student.sum() * 0.0
-    diff = (affinity(student, grid) - affinity(teacher.detach(), grid)).abs()
+    diff = (affinity(student, grid, cells) - affinity(teacher.detach(), grid, cells)).abs()
     return (diff * pairs).sum() / pairs.sum()

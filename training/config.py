@@ -47,8 +47,9 @@ class LossConfig:
     w_lr: float = 1.0  # (1) L(D_lr, G_lr)
     w_hr: float = 1.0  # (2) L(down(D_hr), G_lr)
     w_cons: float = 0.5  # (3) L(D_lr, down(D_hr))
-    w_affinity: float = 1.0  # (4) affinity distillation from the reconstruction network
-    w_recon: float = 1.0  # the reconstruction network's own loss (it is trained jointly)
+    w_affinity: float = 1.0  # (4) affinity distillation from the reconstruction network (the teacher)
+    teacher: str = "completion"  # the teacher's pre-training task: completion | super_resolution (see teacher.py)
+    teacher_steps: int = 400  # pre-training steps of the teacher (batch 8 of 64x80 LR crops), before it is frozen
     affinity_grid: tuple[int, int] = (30, 40)  # features are pooled to this grid before pairwise similarities
     affinity_warmup: float = 0.2  # fraction of steps over which w_affinity ramps up from 0
 

@@ -157,21 +157,24 @@ class DepthEstimator(nn.Module):
 
 
 class ReconstructionNet(nn.Module):
-    """Depth-to-depth encoder-decoder on LR ground truth; its decoder features are the distillation teacher.
+    """Depth-to-depth encoder-decoder on LR depth; its decoder features are the distillation teacher.
 
-    Input: (N,1,h,w) depth in metres with 0 = invalid; it sees log-depth and the validity mask, and reconstructs a dense
-    depth map, so its features must encode the scene's depth structure (surfaces, edges, ordering).
+    Input: (N,1,h,w) depth in metres with 0 = invalid; it sees log-depth and the validity mask and predicts dense depth.
+    It is pre-trained on a task that is not an identity (``training/teacher.py``: complete depth with most pixels
+    removed, or super-resolve a coarser depth map), then frozen, so its features must encode the scene's depth
+    structure (surfaces, edges, ordering) rather than copy their input.
     """
 
-    CHANNELS = (24, 48, 96)
+    CHANNELS = (16, 32, 64)
+    STRIDES = (4, 2, 1)  # of ``forward_features``' levels, coarse to fine, relative to the input grid
 
     def __init__(self, min_depth: float, max_depth: float) -> None:
         super().__init__()
         c1, c2, c3 = self.CHANNELS
         self.encoder = nn.ModuleList([
             nn.Sequential(conv_bn_relu(2, c1), conv_bn_relu(c1, c1)),
-            nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), conv_bn_relu(c1, c2)),
-            nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), conv_bn_relu(c2, c3)),
+            nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), conv_bn_relu(c1, c2), conv_bn_relu(c2, c2)),
+            nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), conv_bn_relu(c2, c3), conv_bn_relu(c3, c3)),
         ])
         self.decoder = SkipDecoder((c1, c2, c3), (c3, c2, c1))
         self.head = DepthHead(c1, min_depth, max_depth)

@@ -4,12 +4,13 @@ With D_hr = f(I_hr), D_lr = f(down(I_hr)) (one network, shared weights), G_lr th
   l_lr       (1) L(D_lr, G_lr)
   l_hr       (2) L(down(D_hr), G_lr)            down = masked footprint mean, as the sensor reduces
   l_cons     (3) L(D_lr, down(D_hr))            everywhere, no ground truth needed
-  l_affinity (4) |A(f features) - A(g features)| with g the reconstruction network run on G_lr (teacher, no gradient)
-  l_recon    the reconstruction network's own loss L(g(G_lr), G_lr), so the teacher is trained jointly
+  l_affinity (4) |A(f features) - A(g features)| with g the frozen, pre-trained teacher (``teacher.py``) run on G_lr
 A term whose weight is 0 is not computed (the lr-only run never even runs the HR branch).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -19,9 +20,27 @@ from .config import Config
 from .losses import masked_depth_loss
 from .networks import DepthEstimator, ReconstructionNet
 from .reduce import down, valid_depth
+from .teacher import teacher_input
 
-STUDENT_LEVELS = ((-2, 4), (-1, 2))  # (decoder level, stride): the two finest estimator decoder levels
-TEACHER_LEVELS = (-2, -1)  # the two finest reconstruction-network decoder levels
+STUDENT_STRIDES = (32, 16, 8, 4, 2)  # of the estimator's decoder levels, coarse to fine
+
+
+def matched_levels(scale: float) -> list[tuple[int, int, int]]:
+    """The two finest (student level, its stride, teacher level) pairs whose cells cover about the same image area.
+
+    ``scale`` is the student's input size over the LR grid's (the factor for the HR branch, 1 for the LR branch): a
+    teacher level of stride t on the LR grid matches a student level of stride near t * scale (within x2); pairs are
+    taken closest first, each level at most once."""
+    candidates = sorted(
+        (abs(math.log2(s_stride / (t_stride * scale))), s_level, t_level)
+        for s_level, s_stride in enumerate(STUDENT_STRIDES)
+        for t_level, t_stride in enumerate(ReconstructionNet.STRIDES)
+    )
+    pairs: list[tuple[int, int, int]] = []
+    for error, s_level, t_level in candidates:
+        if error <= 1 and all(s_level != p[0] and t_level != p[2] for p in pairs):
+            pairs.append((s_level, STUDENT_STRIDES[s_level], t_level))
+    return sorted(pairs, key=lambda p: p[1])[:2]
 
 
 class WeakObjective(nn.Module):
@@ -60,20 +79,19 @@ def weak_losses(model: DepthEstimator, teacher: ReconstructionNet | None, image:
         if loss.w_cons > 0:
             terms["l_cons"] = masked_depth_loss(d_lr, d_hr_down, torch.ones_like(valid_lr), loss.form)
     if teacher is not None and loss.w_affinity > 0:
-        teacher_input = torch.where(valid_lr, depth_lr, torch.zeros_like(depth_lr))
-        t_feats = teacher.forward_features(teacher_input)
-        terms["l_recon"] = masked_depth_loss(teacher.head(t_feats[-1], lr_size), depth_lr, valid_lr, loss.form)
+        with torch.no_grad():
+            t_feats = teacher.forward_features(teacher_input(torch.where(valid_lr, depth_lr, 0.0), loss.teacher))
         pairs = [
             affinity_loss(crop_valid(feats[level], size, stride), t_feats[t_level], valid_lr, loss.affinity_grid)
             for feats, size in students
-            for (level, stride), t_level in zip(STUDENT_LEVELS, TEACHER_LEVELS)
+            for level, stride, t_level in matched_levels(size[0] / lr_size[0])
         ]
         terms["l_affinity"] = torch.stack(pairs).mean()
     return terms
 
 
 def total_loss(terms: dict[str, torch.Tensor], cfg: Config, affinity_ramp: float = 1.0) -> torch.Tensor:
-    """Weighted sum; ``affinity_ramp`` in [0, 1] phases distillation in while the teacher is still untrained."""
-    weights = {"l_lr": cfg.loss.w_lr, "l_hr": cfg.loss.w_hr, "l_cons": cfg.loss.w_cons, "l_recon": cfg.loss.w_recon,
+    """Weighted sum; ``affinity_ramp`` in [0, 1] phases distillation in while the student's features are still raw."""
+    weights = {"l_lr": cfg.loss.w_lr, "l_hr": cfg.loss.w_hr, "l_cons": cfg.loss.w_cons,
                "l_affinity": cfg.loss.w_affinity * affinity_ramp, "l_oracle": 1.0}
     return sum(weights[name] * value for name, value in terms.items())

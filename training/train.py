@@ -1,4 +1,4 @@
-"""``fit``: train the estimator (and its reconstruction-network teacher) on HR color + LR depth.
+"""``fit``: train the estimator on HR color + LR depth (after pre-training its frozen distillation teacher).
 
 Reads top to bottom: set-up (devices, DDP under torchrun), data, models, optimiser, then the loop with a pure LR
 schedule, autocast on GPU, gradient clipping, CSV log, tqdm progress, periodic atomic checkpoints and resume.
@@ -26,6 +26,7 @@ from .evaluate import torch_predictor, validation_metrics
 from .frames import split_by_time
 from .networks import DepthEstimator, ReconstructionNet
 from .objective import WeakObjective, total_loss
+from .teacher import freeze, pretrain_teacher
 from .training_pairs import TrainingPairs
 
 
@@ -84,23 +85,24 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
                         pin_memory=device.type == "cuda")
 
     model = DepthEstimator(cfg.model).to(device)
-    teacher = None
-    if cfg.loss.w_affinity > 0:
-        teacher = ReconstructionNet(cfg.model.min_depth, cfg.model.max_depth).to(device)
     groups = [{"params": model.encoder.parameters(), "scale": cfg.train.encoder_lr_scale},
               {"params": [*model.decoder.parameters(), *model.head.parameters()], "scale": 1.0}]
-    if teacher is not None:
-        groups.append({"params": teacher.parameters(), "scale": 1.0})
     optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     step = 0
     checkpoint_path = out_dir / "checkpoint.pt"
-    if resume and checkpoint_path.exists():
-        state = read_checkpoint(checkpoint_path)
+    state = read_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        if teacher is not None:
-            teacher.load_state_dict(state["teacher"])
         step = state["step"]
+    teacher = None
+    if cfg.loss.w_affinity > 0:  # pre-trained on the training frames' LR depth, then frozen (teacher.py)
+        if state is not None and "teacher" in state:
+            teacher = ReconstructionNet(cfg.model.min_depth, cfg.model.max_depth).to(device)
+            teacher = freeze(teacher.requires_grad_(False))
+            teacher.load_state_dict(state["teacher"])
+        else:
+            teacher = pretrain_teacher(frames, cfg, device, progress=master and progress)
     objective = WeakObjective(model, teacher, cfg)
     train_objective = DistributedDataParallel(objective) if ddp else objective
 

@@ -1,0 +1,95 @@
+"""The distillation teacher: a depth-to-depth network pre-trained on the log's LR depth alone, then frozen.
+
+A teacher that only reconstructs its own input learns an identity through its skip connections and its features
+carry nothing the student lacks (our first design, trained jointly: the affinity loss stayed flat). So the teacher
+is given a task that needs the scene's structure, pre-trained on the training frames' LR depth before the student
+starts, and frozen (a fixed target). ``loss.teacher`` picks the task:
+
+- ``completion``: the input keeps a random 5-100% of the valid LR pixels and loses a random rectangle; the target is
+  the whole LR depth. Filling the holes needs surfaces, edges and ordering. At distillation time the teacher sees the
+  LR depth as the sensor gave it (the 100% end of its training range).
+- ``super_resolution``: the input is the LR depth reduced x4 by ``down`` and repeated back to the LR grid (blocky);
+  the target is the LR depth. Sharpening needs edges and surfaces. At distillation time it sees the same reduction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .config import Config
+from .frames import FrameSource
+from .losses import masked_depth_loss
+from .networks import ReconstructionNet
+from .reduce import down, valid_depth
+from .training_pairs import lr_supervision
+
+TASKS = ("completion", "super_resolution")
+SR_FACTOR = 4
+CROP = (64, 80)  # LR pixels per pre-training sample: about a training crop's LR footprint at x4
+
+
+def teacher_input(depth: torch.Tensor, task: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """What the teacher sees of an (N,1,h,w) LR depth (0 = invalid): degraded at random while it is pre-trained
+    (``generator`` given), the task's fixed view of the sensor's depth at distillation time (``generator`` None)."""
+    if task == "super_resolution":
+        h, w = depth.shape[-2:]
+        coarse = down(depth, (math.ceil(h / SR_FACTOR), math.ceil(w / SR_FACTOR)), depth > 0)
+        return F.interpolate(coarse, size=(h, w), mode="nearest")
+    if task != "completion":
+        raise ValueError(f"unknown loss.teacher {task!r}; choose one of {TASKS}")
+    if generator is None:
+        return depth
+    n, _, h, w = depth.shape
+    keep_fraction = torch.empty(n, 1, 1, 1).uniform_(0.05, 1.0, generator=generator)
+    keep = torch.rand(depth.shape, generator=generator) < keep_fraction
+    for i in range(n):  # one rectangular hole, up to half of each side: structure must bridge it
+        hh, hw = (int(torch.randint(1, max(2, s // 2), (1,), generator=generator)) for s in (h, w))
+        y, x = int(torch.randint(0, h - hh + 1, (1,), generator=generator)), int(
+            torch.randint(0, w - hw + 1, (1,), generator=generator))
+        keep[i, :, y:y + hh, x:x + hw] = False
+    return depth * keep
+
+
+def lr_maps(frames: FrameSource, cfg: Config) -> torch.Tensor:
+    """(N,1,h,w) LR supervision of every training frame (0 = invalid), the teacher's whole training set."""
+    maps = [lr_supervision(frames[i], cfg.data) for i in range(len(frames))]
+    depth = torch.from_numpy(np.stack(maps).astype(np.float32))[:, None]
+    return torch.where(valid_depth(depth, cfg.data.min_depth, cfg.data.max_depth), depth, torch.zeros_like(depth))
+
+
+def pretrain_teacher(frames: FrameSource, cfg: Config, device: torch.device, progress: bool = True,
+                     batch_size: int = 8) -> ReconstructionNet:
+    """Train the teacher on its task for ``loss.teacher_steps`` steps, then freeze it (eval mode, no gradients)."""
+    generator = torch.Generator().manual_seed(cfg.train.seed + 7919)
+    torch.manual_seed(cfg.train.seed + 7919)
+    teacher = ReconstructionNet(cfg.model.min_depth, cfg.model.max_depth).to(device).train()
+    depth = lr_maps(frames, cfg)
+    steps = cfg.loss.teacher_steps
+    optimizer = torch.optim.AdamW(teacher.parameters(), lr=1e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, steps))
+    bar = tqdm(range(steps), desc=f"teacher ({cfg.loss.teacher})", disable=not progress, dynamic_ncols=True)
+    h, w = (min(c, s) for c, s in zip(CROP, depth.shape[-2:]))
+    for _ in bar:
+        y, x = (int(torch.randint(0, s - c + 1, (1,), generator=generator)) for s, c in zip(depth.shape[-2:], (h, w)))
+        target = depth[torch.randint(0, len(depth), (batch_size,), generator=generator), :, y:y + h, x:x + w]
+        flip = torch.rand(batch_size, generator=generator) < 0.5
+        target = torch.where(flip[:, None, None, None], target.flip(-1), target)
+        pred = teacher(teacher_input(target, cfg.loss.teacher, generator).to(device))
+        loss = masked_depth_loss(pred, target.to(device), target.to(device) > 0, cfg.loss.form)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return freeze(teacher)
+
+
+def freeze(teacher: ReconstructionNet) -> ReconstructionNet:
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
