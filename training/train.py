@@ -136,6 +136,10 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
     val_frames = None
     if cfg.data.val_fraction > 0:
         frames, val_frames = split_by_time(frames, cfg.data.val_fraction)
+    checkpoint_path = out_dir / "checkpoint.pt"
+    state = read_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
+    if state is not None:
+        check_same_run(state, cfg, data, checkpoint_path, allow_config_change)
     dataset = TrainingPairs(frames, cfg.data, seed=t.seed)
     sampler = EpochBatches(len(dataset), t.batch_size, t.seed, cfg.data.full_frame_fraction, rank, world)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers, pin_memory=device.type == "cuda")
@@ -155,11 +159,8 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
     autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext()
     scaler = torch.amp.GradScaler(enabled=use_amp and amp_dtype == torch.float16)
 
-    checkpoint_path = out_dir / "checkpoint.pt"
     step, position = 0, (0, 0)
-    if resume and checkpoint_path.exists():
-        state = read_checkpoint(checkpoint_path)
-        check_same_run(state, cfg, data, checkpoint_path, allow_config_change)
+    if state is not None:
         step, position = restore(state, model, teacher, ema, optimizer, scaler)
     objective = WeakObjective(model, teacher, cfg)
     train_objective = DistributedDataParallel(objective) if ddp else objective
