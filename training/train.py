@@ -10,6 +10,7 @@ sample, see training_pairs.py).
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import time
@@ -41,6 +42,8 @@ from .frames import split_by_time
 from .networks import DepthEstimator, ReconstructionNet
 from .objective import WeakObjective, total_loss
 from .training_pairs import EpochBatches, TrainingPairs
+
+logger = logging.getLogger(__name__)
 
 
 def learning_rate(step: int, cfg: Config) -> float:
@@ -139,7 +142,7 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
     checkpoint_path = out_dir / "checkpoint.pt"
     state = read_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
     if state is not None:
-        check_same_run(state, cfg, data, checkpoint_path, allow_config_change)
+        check_same_run(state, cfg, data, len(frames), checkpoint_path, allow_config_change)
     dataset = TrainingPairs(frames, cfg.data, seed=t.seed)
     sampler = EpochBatches(len(dataset), t.batch_size, t.seed, cfg.data.full_frame_fraction, rank, world)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers, pin_memory=device.type == "cuda")
@@ -219,12 +222,8 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
                         writer.add_scalar(f"train/{k}", v, step)
             if step % t.checkpoint_every == 0 or step == end:
                 deployed = ema.module if ema is not None else model
-                resume_state = {"epoch": position[0], "batch": position[1], "rng": rng_states(),
-                                "scaler": scaler.state_dict()}
-                if ema is not None:
-                    resume_state.update(raw_model=model.state_dict(), ema_updates=int(ema.n_averaged))
                 save_checkpoint(checkpoint_path, deployed, cfg, step, {**meta, "epoch": position[0]}, optimizer,
-                                teacher, resume=resume_state)
+                                teacher, resume=resume_state(position, model, ema, scaler))
                 if val_frames is not None and len(val_frames):
                     validate(deployed, val_frames, cfg, step, out_dir / "val.csv", bar)
                     train_mode(objective, cfg)
@@ -237,20 +236,36 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
     return checkpoint_path
 
 
-def check_same_run(state: dict[str, Any], cfg: Config, data: list[str], path: Path, allow_change: bool) -> None:
+def check_same_run(state: dict[str, Any], cfg: Config, data: list[str], frames: int, path: Path,
+                   allow_change: bool) -> None:
     """Refuse to continue a checkpoint under another config or data: the result would be neither run."""
     changes = config_changes(state["config"], cfg)
-    if list(state.get("meta", {}).get("data", data)) != list(data):
-        changes.append(f"data: {state['meta']['data']} -> {data}")
+    meta = state.get("meta", {})
+    if list(meta.get("data", data)) != list(data):
+        changes.append(f"data: {meta['data']} -> {data}")
+    elif meta.get("frames", frames) != frames:
+        changes.append(f"training frames: {meta['frames']} -> {frames}")
     if changes and not allow_change:
         raise ValueError(f"{path} was trained with another config ({'; '.join(changes)}); resume with the same "
                          "config and data, or allow the change (allow_config_change) to continue anyway")
+
+
+def resume_state(position: tuple[int, int], model: nn.Module, ema: AveragedModel | None,
+                 scaler: torch.amp.GradScaler) -> dict[str, Any]:
+    """What a checkpoint needs beyond the deployed weights, optimiser and teacher to continue exactly."""
+    state = {"epoch": position[0], "batch": position[1], "rng": rng_states(), "scaler": scaler.state_dict()}
+    if ema is not None:
+        state.update(raw_model=model.state_dict(), ema_updates=int(ema.n_averaged))
+    return state
 
 
 def restore(state: dict[str, Any], model: nn.Module, teacher: nn.Module | None, ema: AveragedModel | None,
             optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> tuple[int, tuple[int, int]]:
     """Load every training state of a checkpoint; returns (step, data position)."""
     extra = state.get("resume", {})
+    if not extra:
+        logger.warning("checkpoint at step %d predates exact resume: its data order and RNG states start afresh",
+                       state["step"])
     model.load_state_dict(extra.get("raw_model", state["model"]))
     if ema is not None:
         if "ema_updates" in extra:
@@ -271,7 +286,7 @@ def open_log(path: Path, step: int):
     """The CSV log opened for appending, holding only rows up to ``step``: a fresh run (step 0) starts it anew, a
     resumed one drops rows logged after its checkpoint (they are trained again)."""
     rows = path.read_text().splitlines(keepends=True) if path.exists() and step > 0 else []
-    kept = rows[:1] + [r for r in rows[1:] if int(r.split(",", 1)[0]) <= step]
+    kept = rows[:1] + [r for r in rows[1:] if r.split(",", 1)[0].isdigit() and int(r.split(",", 1)[0]) <= step]
     path.write_text("".join(kept))
     return path.open("a", newline="")
 
