@@ -38,13 +38,17 @@ def test_fit_then_evaluate_on_real_frames(redkitchen, tmp_path):
     assert (tmp_path / "previews" / "previews.png").stat().st_size > 10_000
 
 
-def test_fit_resume_continues_from_the_checkpoint(redkitchen, tmp_path):
+def test_fit_resume_refuses_a_changed_config(redkitchen, tmp_path):
+    """Continuing under another config would be neither run (exact resume itself: test_training_run.py)."""
     common = ["--data", f"{redkitchen}@0:4", "--out", str(tmp_path), "train.batch_size=2", "train.log_every=1",
               "data.crop_height=64", "data.crop_width=96", "loss.w_affinity=0", "model.pretrained=false"]
     run("fit", *common, "train.steps=1")
-    run("fit", *common, "train.steps=2", "--resume")
+    result = subprocess.run([DEPTH_TRAIN, "fit", *common, "train.steps=2", "--resume"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2 and "train.steps: 1 -> 2" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     steps = [line.split(",")[0] for line in (tmp_path / "log.csv").read_text().splitlines()[1:]]
-    assert steps == ["1", "2"]
+    assert steps == ["1"]
 
 
 def test_fit_reports_bad_data_path_clearly(tmp_path):

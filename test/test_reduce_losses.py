@@ -6,7 +6,7 @@ import torch
 from depth_node_training.affinity import affinity, affinity_loss
 from depth_node_training.losses import FORMS, masked_depth_loss
 from depth_node_training.metrics import depth_metrics
-from depth_node_training.reduce import down, down_depth_np, lr_size, valid_depth
+from depth_node_training.reduce import area_mean, area_weights, down, down_depth_np, lr_size, valid_depth
 
 
 def test_down_matches_lr_sensor_definition():
@@ -27,6 +27,44 @@ def test_down_sizes_and_plain_average():
     np.testing.assert_allclose(down(x, (2, 2))[0, 0].numpy(), [[2.5, 4.5], [10.5, 12.5]])
     assert lr_size(480, 640, 4) == (120, 160) and lr_size(480, 640, 8) == (60, 80)
     assert down(torch.rand(1, 3, 480, 640), lr_size(480, 640, 3.2)).shape[-2:] == (150, 200)
+
+
+def test_down_with_a_non_integer_factor_weighs_hr_pixels_by_area():
+    """Factor 2.5: LR pixel 0 covers HR [0, 2.5), LR pixel 1 covers [2.5, 5); HR pixel 2 is split half and half."""
+    hr = torch.tensor([[[[1.0, 2.0, 3.0, 4.0, 5.0]]]])
+    np.testing.assert_allclose(down(hr, (1, 2))[0, 0].numpy(), [[(1 + 2 + 0.5 * 3) / 2.5, (0.5 * 3 + 4 + 5) / 2.5]],
+                               rtol=1e-6)
+    valid = torch.tensor([[[[True, False, True, True, True]]]])
+    # LR pixel 0: valid area 1 + 0.5 of 2.5 (60%), mean (1 + 0.5 * 3) / 1.5
+    np.testing.assert_allclose(down(hr * valid, (1, 2), valid)[0, 0].numpy(), [[2.5 / 1.5, 4.2]], rtol=1e-6)
+    assert down(hr * valid, (1, 2), valid, min_valid_fraction=0.7)[0, 0, 0, 0] == 0  # 60% < 70%: invalid
+
+
+def test_area_weights_count_every_hr_pixel_once():
+    w = area_weights(640, 124, 0, 640).numpy()
+    np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-12)  # each LR pixel is a mean
+    np.testing.assert_allclose(w.sum(0), 124 / 640, atol=1e-12)  # each HR pixel contributes one pixel's area in all
+    assert (np.count_nonzero(w, axis=0) <= 2).all()  # a straddled HR pixel is shared by two footprints, never more
+
+
+def test_integer_factor_is_the_block_mean():
+    x = torch.rand(2, 3, 48, 64)
+    np.testing.assert_allclose(down(x, (12, 16)).numpy(), torch.nn.functional.avg_pool2d(x, 4).numpy(), atol=1e-6)
+    # the general (area-matrix) path gives the same numbers as the block-mean shortcut
+    general = area_weights(48, 12, 0, 48).float() @ x @ area_weights(64, 16, 0, 64).float().T
+    np.testing.assert_allclose(general.numpy(), torch.nn.functional.avg_pool2d(x, 4).numpy(), atol=1e-6)
+
+
+def test_a_window_of_whole_lr_pixels_reduces_to_the_same_lr_pixels():
+    """Crops: down of the exact HR footprint of an LR window equals that window of the LR image (factor 5.16)."""
+    x = torch.rand(1, 1, 480, 640)
+    full = down(x, (93, 124))
+    fy, fx = 480 / 93, 640 / 124
+    y0, x0, lh, lw = 17, 30, 47, 62
+    window = area_mean(x, (lh, lw), (y0 * fy, x0 * fx, (y0 + lh) * fy, (x0 + lw) * fx))
+    np.testing.assert_allclose(window.numpy(), full[..., y0:y0 + lh, x0:x0 + lw].numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="not inside"):
+        area_mean(x, (2, 2), (0, 0, 481, 10))
 
 
 def test_valid_depth_rejects_zero_nan_inf_and_out_of_range():

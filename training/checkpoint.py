@@ -1,11 +1,18 @@
-"""Checkpoints: ``{model, optimizer, teacher, config, step, meta}``; loading fails loudly on mismatched keys."""
+"""Checkpoints: ``{model, optimizer, teacher, config, step, meta, resume}``; loading fails loudly on mismatched keys.
+
+``model`` is the estimator to deploy (the EMA weights when ``train.ema_decay`` > 0); ``resume`` holds the rest of the
+training state (raw weights under EMA, GradScaler, RNG states, data position) so ``fit(resume=True)`` continues the
+very run it left.
+"""
 
 from __future__ import annotations
 
+import random
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .config import Config, config_from_dict, config_to_dict
@@ -22,9 +29,55 @@ def git_revision() -> str:
         return "unknown"
 
 
+def git_dirty() -> bool | None:
+    """Whether tracked files differ from that revision (None outside a checkout): a dirty run's code is not the
+    revision it records."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
+def rng_states() -> dict[str, Any]:
+    """torch (CPU and CUDA), numpy and python global generator states, in types ``weights_only`` loading accepts."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    states = {"torch": torch.get_rng_state(), "numpy": [kind, key.tolist(), pos, has_gauss, gauss],
+              "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, key, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# Options that change neither the model nor the numbers it is trained on: a resumed run may change them freely.
+RESULT_NEUTRAL = {"train.log_every", "train.checkpoint_every", "train.num_workers", "train.tensorboard",
+                  "train.device"}
+
+
+def config_changes(saved: dict[str, dict[str, Any]], cfg: Config) -> list[str]:
+    """``section.key: old -> new`` for every option that differs from a checkpoint's config and changes the run."""
+    try:
+        old = config_to_dict(config_from_dict(saved))
+    except ValueError as error:
+        return [f"the saved config does not load any more ({error})"]
+    new = config_to_dict(cfg)
+    return [f"{s}.{k}: {old[s][k]!r} -> {v!r}" for s in new for k, v in new[s].items()
+            if old[s][k] != v and f"{s}.{k}" not in RESULT_NEUTRAL]
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, cfg: Config, step: int, meta: dict[str, Any],
                     optimizer: torch.optim.Optimizer | None = None, teacher: torch.nn.Module | None = None,
-                    half: bool = False) -> Path:
+                    half: bool = False, resume: dict[str, Any] | None = None) -> Path:
     """Write atomically (tmp + rename) so an interrupted save never corrupts the last good checkpoint."""
     state = model.state_dict()
     if half:
@@ -34,6 +87,8 @@ def save_checkpoint(path: Path, model: torch.nn.Module, cfg: Config, step: int, 
         payload["optimizer"] = optimizer.state_dict()
     if teacher is not None:
         payload["teacher"] = teacher.state_dict()
+    if resume is not None:
+        payload["resume"] = resume
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

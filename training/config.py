@@ -38,6 +38,8 @@ class DataConfig:
     val_fraction: float = 0.0  # last part of the data (by time, never random) held out for validation during fit
     hflip: bool = True
     color_jitter: float = 0.2  # brightness/contrast/saturation strength
+    full_frame_fraction: float = 0.0  # share of batches that are whole frames (as deployed) instead of crops
+    scale_jitter: float = 0.0  # zoom log-uniform in [1/(1+j), 1+j], depths divided by the zoom; 0 = off
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 50
     grad_clip: float = 1.0
+    teacher_grad_clip: float = 1.0  # max gradient norm of the teacher while it is pre-trained (0 = none)
+    ema_decay: float = 0.0  # exponential moving average of the estimator's weights (saved as `model`); 0 = off
+    freeze_encoder_bn: bool = False  # encoder BatchNorm in eval mode: ImageNet statistics kept, not re-estimated
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 250

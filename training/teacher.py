@@ -64,16 +64,20 @@ def lr_maps(frames: FrameSource, cfg: Config) -> torch.Tensor:
 
 def pretrain_teacher(frames: FrameSource, cfg: Config, device: torch.device, progress: bool = True,
                      batch_size: int = 8) -> ReconstructionNet:
-    """Train the teacher on its task for ``loss.teacher_steps`` steps, then freeze it (eval mode, no gradients)."""
+    """Train the teacher on its task for ``loss.teacher_steps`` steps, then freeze it (eval mode, no gradients).
+
+    Its own seeded generators and forked global RNG: a run with a teacher draws the same student initialisation and
+    data as the run without one, so the two are paired; its gradients are clipped at ``train.teacher_grad_clip``."""
     generator = torch.Generator().manual_seed(cfg.train.seed + 7919)
-    torch.manual_seed(cfg.train.seed + 7919)
-    teacher = ReconstructionNet(cfg.model.min_depth, cfg.model.max_depth).to(device).train()
     depth = lr_maps(frames, cfg)
+    h, w = (min(c, s) for c, s in zip(CROP, depth.shape[-2:]))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.train.seed + 7919)
+        teacher = ReconstructionNet(cfg.model.min_depth, cfg.model.max_depth).to(device).train()
     steps = cfg.loss.teacher_steps
     optimizer = torch.optim.AdamW(teacher.parameters(), lr=1e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, steps))
     bar = tqdm(range(steps), desc=f"teacher ({cfg.loss.teacher})", disable=not progress, dynamic_ncols=True)
-    h, w = (min(c, s) for c, s in zip(CROP, depth.shape[-2:]))
     for _ in bar:
         y, x = (int(torch.randint(0, s - c + 1, (1,), generator=generator)) for s, c in zip(depth.shape[-2:], (h, w)))
         target = depth[torch.randint(0, len(depth), (batch_size,), generator=generator), :, y:y + h, x:x + w]
@@ -83,6 +87,7 @@ def pretrain_teacher(frames: FrameSource, cfg: Config, device: torch.device, pro
         loss = masked_depth_loss(pred, target.to(device), target.to(device) > 0, cfg.loss.form)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(teacher.parameters(), cfg.train.teacher_grad_clip or math.inf)
         optimizer.step()
         schedule.step()
         bar.set_postfix(loss=f"{loss.item():.3f}")

@@ -1,25 +1,40 @@
 """``fit``: train the estimator on HR color + LR depth (after pre-training its frozen distillation teacher).
 
-Reads top to bottom: set-up (devices, DDP under torchrun), data, models, optimiser, then the loop with a pure LR
-schedule, autocast on GPU, gradient clipping, CSV log, tqdm progress, periodic atomic checkpoints and resume.
+Reads top to bottom: set-up (devices, DDP under torchrun), data, models, optimiser, resume, then the loop with a pure
+LR schedule, autocast on GPU, gradient clipping (estimator and teacher apart), an EMA of the estimator, CSV log, tqdm
+progress and periodic atomic checkpoints holding every state a resumed run needs to continue exactly: weights, EMA,
+optimiser, GradScaler, RNG states and the position in the data order (which with per-sample seeding fixes every later
+sample, see training_pairs.py).
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from .checkpoint import git_revision, read_checkpoint, save_checkpoint
+from .checkpoint import (
+    config_changes,
+    git_dirty,
+    git_revision,
+    read_checkpoint,
+    restore_rng_states,
+    rng_states,
+    save_checkpoint,
+)
 from .config import Config
 from .datasets import Concat, open_frames
 from .evaluate import torch_predictor, validation_metrics
@@ -27,7 +42,9 @@ from .frames import split_by_time
 from .networks import DepthEstimator, ReconstructionNet
 from .objective import WeakObjective, total_loss
 from .teacher import freeze, pretrain_teacher
-from .training_pairs import TrainingPairs
+from .training_pairs import EpochBatches, TrainingPairs
+
+logger = logging.getLogger(__name__)
 
 
 def learning_rate(step: int, cfg: Config) -> float:
@@ -51,26 +68,61 @@ def normalise(image: torch.Tensor, cfg: Config) -> torch.Tensor:
     return (image - mean) / std
 
 
-def batches(loader: DataLoader):
-    """Endless stream of batches; tells a DistributedSampler the epoch so each epoch is shuffled differently."""
-    epoch = 0
+def batches(loader: DataLoader, sampler: EpochBatches, epoch: int, start: int):
+    """Endless ``(batch, position after it)`` from batch ``start`` of ``epoch`` on; a position is (epoch, batches of
+    it done), with a finished epoch written as (next epoch, 0)."""
     while True:
-        if isinstance(loader.sampler, DistributedSampler):
-            loader.sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
+        sampler.set_position(epoch, start)
+        last = sampler.batches_per_epoch()
+        for done, batch in enumerate(loader, start + 1):
+            yield batch, ((epoch, done) if done < last else (epoch + 1, 0))
+        epoch, start = epoch + 1, 0
 
 
-def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progress: bool = True) -> Path:
-    """Train for ``cfg.train.steps`` steps on the frames of ``data``; returns the final checkpoint's path."""
-    out_dir = Path(out_dir)
+def exponential_average(model: nn.Module, decay: float) -> AveragedModel | None:
+    """EMA of the weights and BatchNorm statistics; the decay ramps up as min(decay, (1+n)/(10+n)) over the first
+    updates so the average is not anchored to the random initialisation. None when ``decay`` is 0."""
+    if decay <= 0:
+        return None
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
+        if not torch.is_floating_point(averaged[0]):  # counters (BatchNorm's num_batches_tracked): copied
+            for a, c in zip(averaged, current):
+                a.copy_(c)
+            return
+        updates = int(n)
+        torch._foreach_lerp_(averaged, current, 1.0 - min(decay, (1.0 + updates) / (10.0 + updates)))
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
+def train_mode(objective: WeakObjective, cfg: Config) -> None:
+    """Training mode, except the encoder's BatchNorm layers under ``train.freeze_encoder_bn``: in eval mode they use
+    and keep their (ImageNet) running statistics instead of re-estimating them from batches of a few crops."""
+    objective.train()
+    if cfg.train.freeze_encoder_bn:
+        for module in objective.model.encoder.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progress: bool = True,
+        allow_config_change: bool = False, stop_after: int | None = None) -> Path:
+    """Train for ``cfg.train.steps`` steps on the frames of ``data``; returns the final checkpoint's path.
+
+    ``resume`` continues OUT/checkpoint.pt where it stopped and refuses one trained with another config or data
+    unless ``allow_config_change``. ``stop_after`` ends this session after that many steps in all, checkpointed, as
+    an interruption would (the schedule still spans ``train.steps``; resume to go on).
+    """
+    out_dir, t = Path(out_dir), cfg.train
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if ddp:
-        dist.init_process_group("nccl" if torch.cuda.is_available() and cfg.train.device != "cpu" else "gloo")
+        dist.init_process_group("nccl" if torch.cuda.is_available() and t.device != "cpu" else "gloo")
     rank, world = (dist.get_rank(), dist.get_world_size()) if ddp else (0, 1)
-    device = pick_device(cfg.train.device, int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(t.device, int(os.environ.get("LOCAL_RANK", "0")))
     master = rank == 0
-    torch.manual_seed(cfg.train.seed + rank)
+    torch.manual_seed(t.seed + rank)
 
     frames = Concat([open_frames(spec, cfg) for spec in data])
     if len(frames) == 0:
@@ -78,51 +130,52 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
     val_frames = None
     if cfg.data.val_fraction > 0:
         frames, val_frames = split_by_time(frames, cfg.data.val_fraction)
-    dataset = TrainingPairs(frames, cfg.data, seed=cfg.train.seed + rank)
-    sampler = (DistributedSampler(dataset, seed=cfg.train.seed) if ddp
-               else RandomSampler(dataset, generator=torch.Generator().manual_seed(cfg.train.seed)))
-    loader = DataLoader(dataset, batch_size=cfg.train.batch_size, sampler=sampler, num_workers=cfg.train.num_workers,
-                        pin_memory=device.type == "cuda")
-
-    model = DepthEstimator(cfg.model).to(device)
-    groups = [{"params": model.encoder.parameters(), "scale": cfg.train.encoder_lr_scale},
-              {"params": [*model.decoder.parameters(), *model.head.parameters()], "scale": 1.0}]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    step = 0
     checkpoint_path = out_dir / "checkpoint.pt"
     state = read_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
+        check_same_run(state, cfg, data, len(frames), checkpoint_path, allow_config_change)
+    dataset = TrainingPairs(frames, cfg.data, seed=t.seed)
+    sampler = EpochBatches(len(dataset), t.batch_size, t.seed, cfg.data.full_frame_fraction, rank, world)
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers, pin_memory=device.type == "cuda")
+
+    model = DepthEstimator(cfg.model).to(device)
     teacher = None
     if cfg.loss.w_affinity > 0:  # pre-trained on the training frames' LR depth, then frozen (teacher.py)
         if state is not None and "teacher" in state:
-            teacher = ReconstructionNet(cfg.model.min_depth, cfg.model.max_depth).to(device)
-            teacher = freeze(teacher.requires_grad_(False))
-            teacher.load_state_dict(state["teacher"])
+            teacher = freeze(ReconstructionNet(cfg.model.min_depth, cfg.model.max_depth).to(device))
         else:
             teacher = pretrain_teacher(frames, cfg, device, progress=master and progress)
-    objective = WeakObjective(model, teacher, cfg)
-    train_objective = DistributedDataParallel(objective) if ddp else objective
-
-    use_amp = cfg.train.amp and device.type == "cuda"
+    ema = exponential_average(model, t.ema_decay)
+    groups = [{"params": model.encoder.parameters(), "scale": t.encoder_lr_scale},
+              {"params": [*model.decoder.parameters(), *model.head.parameters()], "scale": 1.0}]
+    optimizer = torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
+    use_amp = t.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     autocast = torch.autocast("cuda", dtype=amp_dtype) if use_amp else nullcontext()
     scaler = torch.amp.GradScaler(enabled=use_amp and amp_dtype == torch.float16)
-    meta = {"data": data, "frames": len(frames), "git_rev": git_revision(), "world_size": world}
+
+    step, position = 0, (0, 0)
+    if state is not None:
+        step, position = restore(state, model, teacher, ema, optimizer, scaler)
+    objective = WeakObjective(model, teacher, cfg)
+    train_objective = DistributedDataParallel(objective) if ddp else objective
+    meta = {"data": data, "frames": len(frames), "git_rev": git_revision(), "git_dirty": git_dirty(),
+            "seed": t.seed, "steps": t.steps, "world_size": world}
 
     log_file = None
     if master:
         out_dir.mkdir(parents=True, exist_ok=True)
-        log_file = (out_dir / "log.csv").open("a", newline="")
+        log_file = open_log(out_dir / "log.csv", step)
+        if val_frames is not None:
+            open_log(out_dir / "val.csv", step).close()
     writer = log = None
-    bar = tqdm(total=cfg.train.steps, initial=step, disable=not (master and progress), desc="fit", dynamic_ncols=True)
-    stream = batches(loader)
+    end = min(t.steps, stop_after) if stop_after is not None else t.steps
+    bar = tqdm(total=end, initial=step, disable=not (master and progress), desc="fit", dynamic_ncols=True)
+    stream = batches(loader, sampler, *position)
     start = time.time()
-    objective.train()
-    while step < cfg.train.steps:
-        batch = next(stream)
+    train_mode(objective, cfg)
+    while step < end:
+        batch, position = next(stream)
         lr = learning_rate(step, cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["scale"]
@@ -131,36 +184,41 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
         depth_hr = batch["depth_hr"].to(device, non_blocking=True)
         with autocast:
             terms = train_objective(image, depth_lr, depth_hr)
-            ramp = min(1.0, step / max(1.0, cfg.loss.affinity_warmup * cfg.train.steps))
+            ramp = min(1.0, step / max(1.0, cfg.loss.affinity_warmup * t.steps))
             loss = total_loss(terms, cfg, ramp)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.train.grad_clip)
+        norms = {"grad_norm": nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf).item()}
         scaler.step(optimizer)
         scaler.update()
+        if ema is not None:
+            ema.update_parameters(model)
         step += 1
 
         if master:
             values = {k: v.item() for k, v in terms.items()}
             bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
             bar.update()
-            if step % cfg.train.log_every == 0 or step == cfg.train.steps:
-                row = {"step": step, "lr": lr, "loss": loss.item(), "seconds": round(time.time() - start, 2), **values}
+            if step % t.log_every == 0 or step == end:
+                row = {"step": step, "lr": lr, "loss": loss.item(), "seconds": round(time.time() - start, 2),
+                       **values, **norms}
                 log = log or csv.DictWriter(log_file, fieldnames=list(row))
                 if log_file.tell() == 0:
                     log.writeheader()
                 log.writerow(row)
                 log_file.flush()
-                if cfg.train.tensorboard:
+                if t.tensorboard:
                     writer = writer or _tensorboard(out_dir)
                     for k, v in row.items():
                         writer.add_scalar(f"train/{k}", v, step)
-            if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
-                save_checkpoint(checkpoint_path, model, cfg, step, meta, optimizer, teacher)
+            if step % t.checkpoint_every == 0 or step == end:
+                deployed = ema.module if ema is not None else model
+                save_checkpoint(checkpoint_path, deployed, cfg, step, {**meta, "epoch": position[0]}, optimizer,
+                                teacher, resume=resume_state(position, model, ema, scaler))
                 if val_frames is not None and len(val_frames):
-                    validate(model, val_frames, cfg, step, out_dir / "val.csv", bar)
-                    objective.train()
+                    validate(deployed, val_frames, cfg, step, out_dir / "val.csv", bar)
+                    train_mode(objective, cfg)
     bar.close()
     if log_file:
         log_file.close()
@@ -170,12 +228,67 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
     return checkpoint_path
 
 
+def check_same_run(state: dict[str, Any], cfg: Config, data: list[str], frames: int, path: Path,
+                   allow_change: bool) -> None:
+    """Refuse to continue a checkpoint under another config or data: the result would be neither run."""
+    changes = config_changes(state["config"], cfg)
+    meta = state.get("meta", {})
+    if list(meta.get("data", data)) != list(data):
+        changes.append(f"data: {meta['data']} -> {data}")
+    elif meta.get("frames", frames) != frames:
+        changes.append(f"training frames: {meta['frames']} -> {frames}")
+    if changes and not allow_change:
+        raise ValueError(f"{path} was trained with another config ({'; '.join(changes)}); resume with the same "
+                         "config and data, or allow the change (allow_config_change) to continue anyway")
+
+
+def resume_state(position: tuple[int, int], model: nn.Module, ema: AveragedModel | None,
+                 scaler: torch.amp.GradScaler) -> dict[str, Any]:
+    """What a checkpoint needs beyond the deployed weights, optimiser and teacher to continue exactly."""
+    state = {"epoch": position[0], "batch": position[1], "rng": rng_states(), "scaler": scaler.state_dict()}
+    if ema is not None:
+        state.update(raw_model=model.state_dict(), ema_updates=int(ema.n_averaged))
+    return state
+
+
+def restore(state: dict[str, Any], model: nn.Module, teacher: nn.Module | None, ema: AveragedModel | None,
+            optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> tuple[int, tuple[int, int]]:
+    """Load every training state of a checkpoint; returns (step, data position)."""
+    extra = state.get("resume", {})
+    if not extra:
+        logger.warning("checkpoint at step %d predates exact resume: its data order and RNG states start afresh",
+                       state["step"])
+    model.load_state_dict(extra.get("raw_model", state["model"]))
+    if ema is not None:
+        if "ema_updates" in extra:
+            ema.module.load_state_dict(state["model"])
+            ema.n_averaged.fill_(extra["ema_updates"])
+        else:  # EMA switched on for this run: it starts from the current weights
+            ema.n_averaged.zero_()
+    optimizer.load_state_dict(state["optimizer"])
+    if teacher is not None:
+        teacher.load_state_dict(state["teacher"])
+    scaler.load_state_dict(extra.get("scaler", {}))
+    if "rng" in extra:
+        restore_rng_states(extra["rng"])
+    return state["step"], (extra.get("epoch", 0), extra.get("batch", 0))
+
+
+def open_log(path: Path, step: int):
+    """The CSV log opened for appending, holding only rows up to ``step``: a fresh run (step 0) starts it anew, a
+    resumed one drops rows logged after its checkpoint (they are trained again)."""
+    rows = path.read_text().splitlines(keepends=True) if path.exists() and step > 0 else []
+    kept = rows[:1] + [r for r in rows[1:] if r.split(",", 1)[0].isdigit() and int(r.split(",", 1)[0]) <= step]
+    path.write_text("".join(kept))
+    return path.open("a", newline="")
+
+
 def validate(model: DepthEstimator, frames, cfg: Config, step: int, path: Path, bar: tqdm) -> None:
     """Held-out metrics (the last ``data.val_fraction`` of the data by time) appended to val.csv."""
     model.eval()
     metrics = {"step": step, **validation_metrics(torch_predictor(model, cfg.model.mean, cfg.model.std), frames,
                                                   cfg.data)}
-    new = not path.exists()
+    new = not path.exists() or path.stat().st_size == 0
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(metrics))
         if new:

@@ -1,14 +1,40 @@
-"""Training samples: HR colour crops with their LR supervision (and HR depth for the oracle), augmented."""
+"""Training samples: HR colour crops with their LR supervision (and HR depth for the oracle), augmented.
+
+Every random choice of a sample is drawn from a generator seeded by (seed, epoch, frame index), and the order and
+kind of batches from one seeded by (seed, epoch): a sample is the same whichever worker loads it and whatever
+``num_workers`` is, differs between frames, workers and epochs, and a resumed run can skip straight to where it
+stopped (``EpochBatches.set_position``).
+
+Geometry (docs/method.md, "Training samples"): a crop is chosen in LR pixels and the HR crop is the exact HR
+footprint of those LR pixels, resampled by area (``reduce.area_mean``) to a whole number of HR pixels; for an integer
+factor that is a plain slice. Scale jitter zooms by ``s``: the window is ``1/s`` as large, both depths are resampled
+over it and divided by ``s``, which makes the sample exactly what the deployment camera (focal length f) would see of
+the scene with every depth divided by ``s``.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from typing import NamedTuple
+
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from .config import DataConfig
 from .frames import Frame, FrameSource
-from .reduce import down_depth_np
+from .reduce import Box, down, down_depth_np, valid_depth
+
+ORDER_STREAM, SAMPLE_STREAM = 0, 1  # first seed word: keeps the two kinds of generators apart
+
+
+class SampleKey(NamedTuple):
+    """What the batch sampler hands the dataset: which frame, in which epoch, cropped or full frame."""
+
+    index: int
+    epoch: int = 0
+    full_frame: bool = False
 
 
 def lr_supervision(frame: Frame, data: DataConfig) -> np.ndarray:
@@ -20,48 +46,119 @@ def lr_supervision(frame: Frame, data: DataConfig) -> np.ndarray:
     return down_depth_np(frame.depth_hr, data.factor, data.min_valid_fraction, data.min_depth, data.max_depth)
 
 
-class TrainingPairs(Dataset):
-    """HR color crops with the matching LR depth crop (and HR depth for the oracle), augmented.
+def crop_size(hr: tuple[int, int], lr: tuple[int, int], data: DataConfig, full_frame: bool = False
+              ) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((LR height, width), (HR height, width)) of a training sample: the configured HR crop rounded to whole LR
+    pixels, and the HR size nearest to their footprint (the whole frame for ``full_frame`` or a crop size of 0)."""
+    (H, W), (h, w) = hr, lr
+    if full_frame:
+        return (h, w), (H, W)
+    lh = min(h, max(1, round(data.crop_height / (H / h)))) if data.crop_height else h
+    lw = min(w, max(1, round(data.crop_width / (W / w)))) if data.crop_width else w
+    return (lh, lw), (round(lh * H / h), round(lw * W / w))
 
-    Crops are aligned to the LR grid so each LR pixel's footprint stays whole. Photometric jitter changes the image
-    only; a horizontal flip changes image and depths together.
+
+def window(image: np.ndarray, box: Box) -> tuple[np.ndarray, Box]:
+    """The whole pixels of ``image`` that real-valued ``box`` touches, and ``box`` relative to them."""
+    top, left, bottom, right = box
+    y0, x0 = math.floor(top), math.floor(left)
+    return image[y0:math.ceil(bottom), x0:math.ceil(right)], (top - y0, left - x0, bottom - y0, right - x0)
+
+
+class TrainingPairs(Dataset):
+    """HR colour crops with the matching LR depth crop (and HR depth for the oracle), augmented.
+
+    Indexed by a frame index (epoch 0, a crop) or a ``SampleKey``. Photometric jitter changes the image only; flip and
+    scale jitter change image and depths together.
     """
 
     def __init__(self, frames: FrameSource, data: DataConfig, seed: int = 0) -> None:
-        self.frames, self.data = frames, data
-        self.rng = np.random.default_rng(seed)
+        self.frames, self.data, self.seed = frames, data, seed
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | SampleKey) -> dict[str, torch.Tensor]:
+        index, epoch, full_frame = key if isinstance(key, tuple) else SampleKey(int(key))
+        rng = np.random.default_rng([SAMPLE_STREAM, self.seed, epoch, index])
         frame = self.frames[index]
         lr = lr_supervision(frame, self.data)
-        hr = frame.depth_hr if frame.depth_hr is not None else np.zeros(frame.color.shape[:2], np.float32)
         H, W = frame.color.shape[:2]
         h, w = lr.shape
+        (lh, lw), hr_size = crop_size((H, W), (h, w), self.data, full_frame)
+        zoom = 1.0 if full_frame else self._zoom(rng, lh / h, lw / w)
+        wh, ww = lh / zoom, lw / zoom  # the window in LR pixels
+        if zoom == 1.0:  # whole LR pixels: the sensor's own values, untouched
+            y0, x0 = float(rng.integers(0, h - lh + 1)), float(rng.integers(0, w - lw + 1))
+        else:
+            y0, x0 = rng.uniform(0, h - wh), rng.uniform(0, w - ww)
+        y1, x1 = min(h, y0 + wh), min(w, x0 + ww)
         fy, fx = H / h, W / w
-        ch, cw = (self.data.crop_height or H), (self.data.crop_width or W)
-        lh, lw = min(h, round(ch / fy)), min(w, round(cw / fx))
-        y0, x0 = self.rng.integers(0, h - lh + 1), self.rng.integers(0, w - lw + 1)
-        Y0, X0, Y1, X1 = round(y0 * fy), round(x0 * fx), round((y0 + lh) * fy), round((x0 + lw) * fx)
-        color = frame.color[Y0:Y1, X0:X1].astype(np.float32) / 255.0
-        lr, hr = lr[y0:y0 + lh, x0:x0 + lw], hr[Y0:Y1, X0:X1]
-        if self.data.hflip and self.rng.random() < 0.5:
-            color, lr, hr = color[:, ::-1], lr[:, ::-1], hr[:, ::-1]
-        color = self._jitter(color)
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(color.transpose(2, 0, 1))),
-            "depth_lr": torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))[None],
-            "depth_hr": torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))[None],
-        }
+        hr_box = (y0 * fy, x0 * fx, min(H, y1 * fy), min(W, x1 * fx))
+        color, box = window(frame.color, hr_box)
+        color = down(torch.from_numpy(color).permute(2, 0, 1)[None].float() / 255.0, hr_size, box=box)[0]
+        depth_lr = self._depth(lr, (lh, lw), (y0, x0, y1, x1)) / zoom
+        depth_hr = (self._depth(frame.depth_hr, hr_size, hr_box) / zoom if frame.depth_hr is not None
+                    else torch.zeros((1, *hr_size)))
+        if self.data.hflip and rng.random() < 0.5:
+            color, depth_lr, depth_hr = color.flip(-1), depth_lr.flip(-1), depth_hr.flip(-1)
+        return {"image": self._jitter(color, rng), "depth_lr": depth_lr, "depth_hr": depth_hr,
+                "zoom": torch.tensor(zoom)}
 
-    def _jitter(self, color: np.ndarray) -> np.ndarray:
+    def _zoom(self, rng: np.random.Generator, min_h: float, min_w: float) -> float:
+        """Log-uniform in [1/(1+j), 1+j], no smaller than the crop allows (the window must fit in the frame)."""
+        j = self.data.scale_jitter
+        if j <= 0:
+            return 1.0
+        zoom = math.exp(rng.uniform(-math.log1p(j), math.log1p(j)))
+        return max(zoom, min_h, min_w)
+
+    def _depth(self, depth: np.ndarray, size: tuple[int, int], box: Box) -> torch.Tensor:
+        """Depth over ``box`` at ``size``: the mean of the valid part of each pixel's area, 0 where under-covered."""
+        depth, box = window(depth, box)
+        t = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None, None]
+        valid = valid_depth(t, self.data.min_depth, self.data.max_depth)
+        t = torch.where(valid, t, torch.zeros_like(t))
+        return down(t, size, valid, self.data.min_valid_fraction, box)[0]
+
+    def _jitter(self, color: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         s = self.data.color_jitter
         if s <= 0:
-            return color
-        brightness, contrast, saturation = 1 + self.rng.uniform(-s, s, 3)
-        gray = color.mean(axis=2, keepdims=True)
+            return color.contiguous()
+        brightness, contrast, saturation = (1 + rng.uniform(-s, s, 3)).tolist()
+        gray = color.mean(dim=0, keepdim=True)
         color = gray + (color - gray) * saturation
         color = (color - color.mean()) * contrast + color.mean()
-        return np.clip(color * brightness, 0.0, 1.0).astype(np.float32)
+        return (color * brightness).clamp(0.0, 1.0).contiguous()
+
+
+class EpochBatches(Sampler[list[SampleKey]]):
+    """The batches of one epoch as a pure function of (seed, epoch): a seeded shuffle, this rank's share of it under
+    DistributedDataParallel (padded to equal shares, as ``DistributedSampler`` does), and per batch whether it is full
+    frames (with probability ``full_frame_fraction``; one kind per batch, so every batch stacks)."""
+
+    def __init__(self, size: int, batch_size: int, seed: int = 0, full_frame_fraction: float = 0.0, rank: int = 0,
+                 world: int = 1) -> None:
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.full_frame_fraction, self.rank, self.world = full_frame_fraction, rank, world
+        self.epoch, self.start = 0, 0
+
+    def set_position(self, epoch: int, start: int = 0) -> None:
+        """Iterate epoch ``epoch`` from its batch number ``start`` (the batches before it were trained on)."""
+        self.epoch, self.start = epoch, start
+
+    def batches_per_epoch(self) -> int:
+        return math.ceil(math.ceil(self.size / self.world) / self.batch_size)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch() - self.start
+
+    def __iter__(self) -> Iterator[list[SampleKey]]:
+        rng = np.random.default_rng([ORDER_STREAM, self.seed, self.epoch])
+        order = rng.permutation(self.size)
+        share = math.ceil(self.size / self.world)
+        order = np.resize(order, share * self.world)[self.rank::self.world]
+        full = rng.random(self.batches_per_epoch()) < self.full_frame_fraction
+        for b in range(self.start, self.batches_per_epoch()):
+            chunk = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield [SampleKey(int(i), self.epoch, bool(full[b])) for i in chunk]
