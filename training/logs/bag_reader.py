@@ -13,8 +13,9 @@ import logging
 import re
 import sqlite3
 import struct
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from rosbags.image import ImageError
 from rosbags.image.image import convert_color, to_cvtype
 from rosbags.rosbag2 import ReaderError
 from rosbags.typesys import Stores, get_typestore
+
+from .damaged_logs import Damage, SalvageReader, salvage_sqlite
 
 log = logging.getLogger(__name__)
 IMAGE = "sensor_msgs/msg/Image"
@@ -87,19 +90,60 @@ def storage_paths(path: str | Path) -> list[Path]:
     return files
 
 
+class LogReader(AnyReader):
+    """rosbags' AnyReader plus ``damage``: where each file of a log cut short stopped being readable (empty for an
+    intact log)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        super().__init__(paths, default_typestore=get_typestore(Stores.LATEST))
+        self.damage: list[Damage] = []
+
+
+def _open_damaged(path: Path, files: list[Path], stack: ExitStack) -> LogReader:
+    """A reader over what the storage files of a damaged log still hold (see ``damaged_logs``)."""
+    damage, readable = [], []
+    for file in files:
+        if file.suffix == ".db3":
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="depth_node_db3_")))
+            file, cut = salvage_sqlite(file, tmp / file.name)
+            damage += [cut] if cut else []
+        readable.append(file)
+    reader = LogReader(readable)
+    reader.readers = [SalvageReader(file) for file in readable]
+    reader.open()
+    stack.callback(reader.close)
+    reader.damage = damage + [r.storage.damage for r in reader.readers if getattr(r.storage, "damage", None)]
+    return reader
+
+
 @contextmanager
-def open_bag(path: str | Path) -> Iterator[AnyReader]:
-    """An open AnyReader on one bag, with any failure to open turned into a BagError naming the bag."""
+def open_bag(path: str | Path) -> Iterator[LogReader]:
+    """An open reader on one bag, with any failure to open turned into a BagError naming the bag.
+
+    A log that rosbags cannot open (cut short by a power loss: no MCAP summary, a SQLite file shorter than its
+    header) is read up to the damage instead, with one warning naming the bag and where reading stopped.
+    """
+    path = Path(path)
     paths = storage_paths(path)
-    try:
-        reader = AnyReader(paths, default_typestore=get_typestore(Stores.LATEST))
-        reader.open()
-    except (*READ_ERRORS, ValueError, KeyError) as err:  # rosbags raises several types for unreadable files
-        raise BagError(f"{path}: cannot open bag ({type(err).__name__}: {err}); truncated or corrupt?") from err
-    try:
+    with ExitStack() as stack:
+        try:
+            reader = LogReader(paths)
+            reader.open()
+            stack.callback(reader.close)
+        except (*READ_ERRORS, ValueError, KeyError) as err:  # rosbags raises several types for unreadable files
+            files = [p for p in paths if p.is_file()] + [
+                p for p in paths if p.is_dir() for p in sorted(p.iterdir()) if p.suffix in STORAGE_SUFFIXES]
+            try:
+                reader = _open_damaged(path, files, stack)
+            except (*READ_ERRORS, ValueError, KeyError, struct.error):
+                raise BagError(f"{path}: cannot open bag ({type(err).__name__}: {err}); not a rosbag2 log or "
+                               f"damaged before its first message") from err
+            if reader.message_count == 0:
+                raise BagError(f"{path}: no complete message in the log ({'; '.join(map(str, reader.damage))})"
+                               ) from err
+            log.warning("%s: log cut short, reading the %d complete messages before the damage: %s", path,
+                        reader.message_count, "; ".join(map(str, reader.damage)))
         yield reader
-    finally:
-        reader.close()
 
 
 def list_topics(path: str | Path) -> dict[str, tuple[str, int]]:
