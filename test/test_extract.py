@@ -120,14 +120,17 @@ def test_dropped_late_and_corrupt_messages_are_counted(tmp_path, caplog):
     assert summary["bags"][0]["corrupt_messages"] == {"/cam/image_raw/compressed": 1}
     assert [frame.name for frame in ExtractedSet(tmp_path / "out")] == ["000000", "000001", "000003", "000004",
                                                                         "000006"]
-    messages = caplog.text
-    assert f"{bag}: /cam/image_raw/compressed: skipping frame 000005" in messages
-    assert f"{bag}: /cam/image_raw/compressed: skipping a corrupt message" in messages
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"{bag}: /cam/image_raw/compressed: 1 corrupt message(s) skipped" in warnings
+    decode = [w for w in warnings if "color decode error" in w]  # one warning per reason, naming the frames
+    assert decode == [f"{bag}: skipped 2 frames: color decode error (000005: color 'bgr8; jpeg compressed bgr8': not "
+                      f"a decodable JPEG/PNG (25 bytes), 000008: corrupt message)"]
 
 
 def test_tolerance_option(tmp_path):
     bag = write_bag(tmp_path / "bag", Rig(frames=3).log())
-    assert extract([bag], tmp_path / "tight", tolerance=0.003, progress=False)["pairs"] == 0  # depth is 4 ms late
+    with pytest.raises(BagError, match=r"no pair extracted .* \(3 no depth within tolerance;"):  # depth is 4 ms late
+        extract([bag], tmp_path / "tight", tolerance=0.003, progress=False)
     assert extract([bag], tmp_path / "loose", tolerance=0.005, progress=False)["pairs"] == 3
 
 
@@ -205,7 +208,7 @@ def test_cli_prints_summary_and_reports_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as error:
         cli("extract", "--bag", str(broken), "--out", str(tmp_path / "out2"))
     assert error.value.code == 2
-    assert f"{broken}: cannot open bag" in capsys.readouterr().err
+    assert f"{broken}: no complete message in the log (broken.mcap: stopped at byte" in capsys.readouterr().err
     empty = write_bag(tmp_path / "empty", [])
     with pytest.raises(SystemExit):
         cli("extract", "--bag", str(empty), "--out", str(tmp_path / "out3"))

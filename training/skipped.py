@@ -17,10 +17,10 @@ class Skipped:
         self.counts: Counter = Counter()
         self.examples: dict[str, list[str]] = {}
 
-    def add(self, reason: str, name: str, count: int = 1) -> None:
+    def add(self, reason: str, name: str = "", count: int = 1) -> None:
         self.counts[reason] += count
         names = self.examples.setdefault(reason, [])
-        if len(names) < EXAMPLES:
+        if name and len(names) < EXAMPLES:
             names.append(name)
 
     def update(self, other: Skipped) -> None:
@@ -44,7 +44,8 @@ class Skipped:
         for reason, count in sorted(self.counts.items()):
             names = self.examples.get(reason, [])
             more = ", ..." if count > len(names) else ""
-            out.append(f"skipped {count} frame{'s' * (count != 1)}: {reason} ({', '.join(names)}{more})")
+            listing = f" ({', '.join(names)}{more})" if names else ""
+            out.append(f"skipped {count} frame{'s' * (count != 1)}: {reason}{listing}")
         return out
 
     def warn(self, log: logging.Logger, where: str) -> None:

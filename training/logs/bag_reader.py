@@ -34,7 +34,7 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 TF_MESSAGE = "tf2_msgs/msg/TFMessage"
-DEPTH_ENCODINGS = {"16UC1", "32FC1"}
+DEPTH_ENCODINGS = {"16UC1", "mono16", "32FC1"}  # mono16 is millimetres, like 16UC1
 COLOR_3CH = {"rgb8", "bgr8", "rgba8", "bgra8", "yuv422", "uyvy", "yuyv", "yuv422_yuy2"}
 GT_TOKENS = {"gt", "groundtruth", "ground", "truth"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -275,6 +275,11 @@ def detect_topics(
             rich = [n for n in colors if classify_color_channels(reader, n) == 3]
             colors = rich or colors
         color = color or _one("color image", colors, bag, "--color-topic")
+        if depth is None and not kinds["depth"]:
+            images = [f"{n} ({depth_encoding(m)})" for n, info in sorted(reader.topics.items())
+                      if info.msgtype in (IMAGE, COMPRESSED) and (m := first_message(reader, n)) is not None]
+            raise BagError(f"{bag}: no depth image topic with a supported encoding (16UC1, mono16, 32FC1, "
+                           f"compressedDepth); image topics: {', '.join(images) or 'none'}; use --depth-topic")
         depth = depth or _one("depth image", _prefer_raw(kinds["depth"]), bag, "--depth-topic")
         truths = _prefer_raw(kinds["gt"])
         if gt is None and len(truths) > 1:  # ground truth is optional: do without rather than stop
@@ -364,16 +369,27 @@ def decode_compressed_depth(data: bytes, fmt: str) -> np.ndarray:
     raise DecodeError(f"compressedDepth encoding {encoding!r} is not a depth encoding (16UC1 or 32FC1)")
 
 
+def depth_encoding(msg: object) -> str:
+    """The encoding of a depth Image, or the format string of a CompressedImage."""
+    return msg.format if hasattr(msg, "format") else msg.encoding
+
+
+def supported_depth(encoding: str) -> bool:
+    """Whether ``decode_depth`` reads this encoding (or compressedDepth format string)."""
+    return encoding in DEPTH_ENCODINGS or "compresseddepth" in encoding.lower()
+
+
 def decode_depth(msg: object) -> np.ndarray:
-    """Metres (float32, 0 invalid) from 16UC1 millimetres, 32FC1 metres (NaN/inf/<=0 invalid) or compressedDepth."""
+    """Metres (float32, 0 invalid) from 16UC1/mono16 millimetres, 32FC1 metres (NaN/inf/<=0 invalid) or
+    compressedDepth."""
     if hasattr(msg, "format"):
         if "compresseddepth" not in msg.format.lower():
             raise DecodeError(f"depth CompressedImage format {msg.format!r} is not compressedDepth")
         return decode_compressed_depth(msg.data, msg.format)
     if msg.encoding not in DEPTH_ENCODINGS:
-        raise DecodeError(f"depth encoding {msg.encoding!r} is not supported (16UC1 mm or 32FC1 m)")
+        raise DecodeError(f"depth encoding {msg.encoding!r} is not supported (16UC1/mono16 mm or 32FC1 m)")
     img = image_array(msg)
-    depth = img.astype(np.float32) / 1000.0 if msg.encoding == "16UC1" else img.astype(np.float32)
+    depth = img.astype(np.float32) / 1000.0 if msg.encoding != "32FC1" else img.astype(np.float32)
     return np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
 
 

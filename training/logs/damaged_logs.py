@@ -44,7 +44,7 @@ class Damage:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.file}: stopped at {self.position} ({self.reason})"
+        return f"{Path(self.file).name}: stopped at {self.position} ({self.reason})"
 
 
 class _Stop(Exception):
