@@ -120,14 +120,21 @@ def run(args) -> None:
 
     from .datasets import open_frames
 
-    estimator = load_estimator(args.model, backend=args.backend)
-    factor = args.factor
     frames = open_frames(args.data)
+    try:
+        estimator = load_estimator(args.model, backend=args.backend)
+    except (FileNotFoundError, ImportError):
+        raise
+    except Exception as err:  # a damaged or foreign file fails in whatever way its loader does
+        raise ValueError(f"{args.model}: cannot be loaded as a model ({type(err).__name__}); damaged, truncated, or "
+                         f"not a depth_node checkpoint, ONNX model or TensorRT engine") from err
+    factor = args.factor
     summary = evaluate_frames(lambda rgb: estimator.infer(rgb, "rgb8")[0], frames, args.min_depth, args.max_depth,
                               args.median_scaling, args.csv, args.previews, desc=f"evaluate ({estimator.backend})")
     summary.update({"model": str(args.model or "default"), "backend": estimator.backend, "data": args.data,
                     "factor": factor})
     print(format_table({Path(str(args.model or "default")).name: summary}))
+    print(f"frames scored {summary['frames']}, skipped: {summary['skipped'] or 'none'}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(summary, indent=2))
