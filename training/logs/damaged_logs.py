@@ -31,7 +31,9 @@ from rosbags.rosbag2.storage_mcap import Schema, decompress, get_msgdef, get_qos
 
 MAGIC = b"\x89MCAP0\r\n"
 HEADER, FOOTER, SCHEMA, CHANNEL, MESSAGE, CHUNK, DATA_END = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0F
-NAMES = {HEADER: "header", FOOTER: "footer", SCHEMA: "schema", CHANNEL: "channel", MESSAGE: "message", CHUNK: "chunk"}
+NAMES = {HEADER: "header", FOOTER: "footer", SCHEMA: "schema", CHANNEL: "channel", MESSAGE: "message", CHUNK: "chunk",
+         0x07: "message index", 0x08: "chunk index", 0x09: "attachment", 0x0A: "attachment index", 0x0B: "statistics",
+         0x0C: "metadata", 0x0D: "metadata index", 0x0E: "summary offset"}
 MAX_TIME = 2**63 - 1
 
 
@@ -65,9 +67,9 @@ def _blob(body: bytes, at: int) -> tuple[bytes, int]:
     return bytes(body[at + 4:at + 4 + n]), at + 4 + n
 
 
-def _records(data: bytes, start: int, end: int, base: int) -> Generator[tuple[int, bytes], None, bool]:
+def _records(data: bytes, start: int, end: int, base: int) -> Generator[tuple[int, bytes], None, int | None]:
     """(opcode, body) of the complete records in data[start:end]; _Stop at the first incomplete or invalid one.
-    Returns True when it reached a data-end record (an intact file's summary follows it).
+    Returns the offset of the data-end record (an intact file's summary follows it) when it reached one.
 
     Records inside a chunk are walked the same way; an uncompressed chunk cut short yields its complete records
     first. ``base`` turns positions in ``data`` into file offsets for the report.
@@ -81,7 +83,7 @@ def _records(data: bytes, start: int, end: int, base: int) -> Generator[tuple[in
             raise _Stop(base + at, f"invalid record opcode 0x{op:02x}")
         body_end = at + 9 + length
         if op == DATA_END:
-            return True
+            return at
         if body_end > end:
             if op == CHUNK:
                 yield from _partial_chunk(data, at, end, base)
@@ -91,7 +93,7 @@ def _records(data: bytes, start: int, end: int, base: int) -> Generator[tuple[in
         else:
             yield op, data[at + 9:body_end]
         at = body_end
-    return False
+    return None
 
 
 def _chunk_records(body: bytes, offset: int) -> Iterator[tuple[int, bytes]]:
@@ -180,14 +182,18 @@ class SalvagedMcap:
 
     def _walk(self) -> Iterator[tuple[int, bytes]]:
         """Every complete record after the magic; records where the file is damaged in ``damage``."""
+        size = len(self.data)
         try:
-            complete = yield from _records(self.data, len(MAGIC), len(self.data), 0)
+            data_end = yield from _records(self.data, len(MAGIC), size, 0)
         except _Stop as stop:
-            self.damage = Damage(str(self.path), f"byte {stop.offset} of {len(self.data)}", stop.reason)
-        else:
-            if not complete:
-                self.damage = Damage(str(self.path), f"byte {len(self.data)} of {len(self.data)}",
-                                     "file ends between records, without summary or footer")
+            self.damage = Damage(str(self.path), f"byte {stop.offset} of {size}", stop.reason)
+            return
+        if data_end is None:
+            self.damage = Damage(str(self.path), f"byte {size} of {size}",
+                                 "file ends between records, without summary or footer")
+        elif self.data[-len(MAGIC):] != MAGIC:
+            self.damage = Damage(str(self.path), f"byte {data_end} of {size}",
+                                 "summary or footer damaged after the last message; no message lost")
 
     def messages(self, connections: Collection[Connection], start: int | None = None,
                  stop: int | None = None) -> Iterator[tuple[Connection, int, bytes]]:
