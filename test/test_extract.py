@@ -127,6 +127,29 @@ def test_dropped_late_and_corrupt_messages_are_counted(tmp_path, caplog):
                       f"a decodable JPEG/PNG (25 bytes), 000008: corrupt message)"]
 
 
+def test_mono16_depth_is_millimetres_said_once(tmp_path, caplog):
+    bag = write_bag(tmp_path / "bag", Rig(frames=3, depth="mono16").log())
+    summary = extract([bag], tmp_path / "out", progress=False)
+    assert summary["pairs"] == 3 and summary["bags"][0]["depth_encodings"] == {"mono16": 3}
+    np.testing.assert_allclose(ExtractedSet(tmp_path / "out")[2].depth_lr, depth_image(2), atol=5e-4)
+    assert caplog.text.count("mono16 depth read as millimetres") == 1
+
+
+def test_unsupported_depth_encoding_exits_non_zero_naming_it(tmp_path, capsys):
+    bag = write_bag(tmp_path / "bag", Rig(frames=3, depth="mono8").log())
+    with pytest.raises(SystemExit) as error:
+        cli("extract", "--bag", str(bag), "--out", str(tmp_path / "out"))
+    assert error.value.code == 2
+    assert "no depth image topic with a supported encoding" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as error:
+        cli("extract", "--bag", str(bag), "--out", str(tmp_path / "out"), "--depth-topic", "/depth/image_raw")
+    err = capsys.readouterr().err.splitlines()[-1]  # after the progress bar
+    assert error.value.code == 2
+    assert err == (f"depth-train extract: error: {bag}: /depth/image_raw: no supported depth encoding (saw 'mono8' "
+                   "x3; supported: 16UC1, mono16, 32FC1, compressedDepth png)")
+    assert not (tmp_path / "out" / "index.csv").exists() or len(index_rows(tmp_path / "out")) == 0
+
+
 def test_tolerance_option(tmp_path):
     bag = write_bag(tmp_path / "bag", Rig(frames=3).log())
     with pytest.raises(BagError, match=r"no pair extracted .* \(3 no depth within tolerance;"):  # depth is 4 ms late

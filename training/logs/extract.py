@@ -460,7 +460,7 @@ def extract(
     summary_path = out_dir / "summary.json"
     if summary_path.exists():
         old = json.loads(summary_path.read_text()).get("options")
-        if old != options:
+        if old != options and read_index(out_dir):  # a run that wrote nothing may be retried with other options
             raise BagError(f"{out_dir} holds an extraction made with other options ({old}); use another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"complete": False, "options": options, "bags": []}
