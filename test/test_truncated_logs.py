@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from bag_fixtures import BUILD, START_NS, Rig, write_bag
+from depth_node_training.datasets import open_frames
 from depth_node_training.logs.bag_reader import BagError, open_bag
 from depth_node_training.logs.extract import extract
 from rosbags.highlevel import AnyReader
@@ -146,5 +147,9 @@ def test_extract_truncated_bag_pairs_every_complete_frame(tmp_path, caplog):
     assert summary["truncated"] is True
     entry = summary["bags"][0]
     assert entry["messages_read"] == sum(end <= cut for _, _, end in messages)
-    assert entry["truncated"][0].startswith("cut.mcap: stopped at byte ") and entry["truncated"][0].endswith(
-        "of an unfinished chunk)")
+    assert entry["truncated"][0].startswith("cut.mcap: stopped at byte ")
+    assert entry["truncated"][0].endswith("of an unfinished chunk)")
+    recording = tmp_path / "recording"  # what a recorder leaves on power loss: the storage file, no metadata.yaml
+    recording.mkdir()
+    path.rename(recording / "bag_0.mcap")
+    assert len(open_frames(str(recording), cache_root=tmp_path / "cache")) == whole  # what `fit --data` reads

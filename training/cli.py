@@ -34,6 +34,8 @@ def register_fit(subparsers) -> None:
 def one_line(error: BaseException) -> str:
     """An error as one line: multi-line messages (backend lists, YAML marks) joined with '; '."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if any(line.startswith("Original Traceback") for line in lines):  # re-raised from a DataLoader worker
+        lines = lines[-1:]
     return "; ".join(lines) or type(error).__name__
 
 

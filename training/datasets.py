@@ -155,7 +155,10 @@ class Concat:
 
 
 def is_bag(path: Path) -> bool:
-    return path.suffix in (".mcap", ".db3") or (path / "metadata.yaml").exists()
+    """A rosbag2 directory, its storage file, or a directory a recorder left without metadata.yaml (power loss)."""
+    if path.is_dir():
+        return (path / "metadata.yaml").exists() or any(p.suffix in (".mcap", ".db3") for p in path.iterdir())
+    return path.suffix in (".mcap", ".db3")
 
 
 def open_frames(spec: str, cfg: Config | None = None, intrinsics: tuple[float, float, float, float] | None = None,
