@@ -61,7 +61,10 @@ class SevenScenes:
             else:
                 self.skipped.add("missing depth file", self._depth_path(path).name)
         intrinsics = self.root / "camera-intrinsics.txt"
-        self.K = np.loadtxt(intrinsics).reshape(3, 3) if intrinsics.exists() else SEVEN_SCENES_K
+        try:
+            self.K = np.loadtxt(intrinsics).reshape(3, 3) if intrinsics.exists() else SEVEN_SCENES_K
+        except ValueError as err:
+            raise ValueError(f"{intrinsics}: expected a 3x3 matrix ({err})") from None
         self.color_numbers = [int(re.sub(r"\D", "", p.name.split(".")[0]) or i) for i, p in enumerate(self.colors)]
         if not self.colors:
             raise FileNotFoundError(f"{root}: no usable frame ({'; '.join(self.skipped.lines())})")
@@ -82,10 +85,13 @@ class SevenScenes:
 
 def _read_list(path: Path) -> list[tuple[float, str]]:
     rows = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip() and not line.startswith("#"):
-            stamp, name = line.split()[:2]
-            rows.append((float(stamp), name))
+            try:
+                stamp, name = line.split()[:2]
+                rows.append((float(stamp), name))
+            except ValueError:
+                raise ValueError(f"{path}:{number}: expected 'timestamp path', got {line.strip()!r}") from None
     return rows
 
 
@@ -120,8 +126,11 @@ class TumRgbd:
             raise FileNotFoundError(f"{root}: no usable frame in rgb.txt ({'; '.join(self.skipped.lines())})")
         camera = self.root / "camera.json"
         if intrinsics is None and camera.exists():
-            c = json.loads(camera.read_text())
-            intrinsics = (c["fx"], c["fy"], c["cx"], c["cy"])
+            try:
+                c = json.loads(camera.read_text())
+                intrinsics = (float(c["fx"]), float(c["fy"]), float(c["cx"]), float(c["cy"]))
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{camera}: expected {{\"fx\", \"fy\", \"cx\", \"cy\"}} numbers ({err!r})") from None
         if intrinsics is None:
             raise ValueError(f"{root}: no camera.json; pass the intrinsics (fx, fy, cx, cy)")
         fx, fy, cx, cy = intrinsics

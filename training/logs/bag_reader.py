@@ -99,7 +99,7 @@ class LogReader(AnyReader):
         self.damage: list[Damage] = []
 
 
-def _open_damaged(path: Path, files: list[Path], stack: ExitStack) -> LogReader:
+def _open_damaged(files: list[Path], stack: ExitStack) -> LogReader:
     """A reader over what the storage files of a damaged log still hold (see ``damaged_logs``)."""
     damage, readable = [], []
     for file in files:
@@ -131,18 +131,22 @@ def open_bag(path: str | Path) -> Iterator[LogReader]:
             reader.open()
             stack.callback(reader.close)
         except (*READ_ERRORS, ValueError, KeyError) as err:  # rosbags raises several types for unreadable files
-            files = [p for p in paths if p.is_file()] + [
-                p for p in paths if p.is_dir() for p in sorted(p.iterdir()) if p.suffix in STORAGE_SUFFIXES]
+            files = [f for p in paths for f in (sorted(p.iterdir()) if p.is_dir() else [p]) if f.suffix in
+                     STORAGE_SUFFIXES]
             try:
-                reader = _open_damaged(path, files, stack)
+                reader = _open_damaged(files, stack)
             except (*READ_ERRORS, ValueError, KeyError, struct.error):
                 raise BagError(f"{path}: cannot open bag ({type(err).__name__}: {err}); not a rosbag2 log or "
                                f"damaged before its first message") from err
             if reader.message_count == 0:
                 raise BagError(f"{path}: no complete message in the log ({'; '.join(map(str, reader.damage))})"
                                ) from err
-            log.warning("%s: log cut short, reading the %d complete messages before the damage: %s", path,
-                        reader.message_count, "; ".join(map(str, reader.damage)))
+            if reader.damage:
+                log.warning("%s: log cut short, reading the %d complete messages before the damage: %s", path,
+                            reader.message_count, "; ".join(map(str, reader.damage)))
+            else:
+                log.warning("%s: %s: %s; its storage files are intact and read directly", path,
+                            type(err).__name__, err)
         yield reader
 
 

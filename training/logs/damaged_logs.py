@@ -136,15 +136,12 @@ class SalvagedMcap:
         self.metadata = ReaderMetadata(0, MAX_TIME, 0, 0, None, None, None, None)
         self.damage: Damage | None = None
         self.data: mmap.mmap | None = None
-        self._file = None
 
     def open(self) -> None:
-        self._file = self.path.open("rb")
-        size = self.path.stat().st_size
-        if size < len(MAGIC) or (data := mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ))[:8] != MAGIC:
-            self._file.close()
-            raise ReaderError(f"{self.path}: not an MCAP file (no MCAP magic at its start)")
-        self.data = data
+        with self.path.open("rb") as file:
+            if file.read(len(MAGIC)) != MAGIC:
+                raise ReaderError(f"{self.path}: not an MCAP file (no MCAP magic at its start)")
+            self.data = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)  # stays valid after the file closes
         schemas: dict[int, Schema] = {}
         counts: Counter = Counter()
         first, last = MAX_TIME, 0
@@ -210,8 +207,6 @@ class SalvagedMcap:
         if self.data is not None:
             self.data.close()
             self.data = None
-        if self._file is not None:
-            self._file.close()
 
 
 class SalvageReader(Reader):

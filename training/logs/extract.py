@@ -57,11 +57,11 @@ from .bag_reader import (
     storage_paths,
     supported_depth,
 )
+from .extracted_set import INDEX_COLUMNS
 from .pairing import default_tolerance_ns, nearest_within, pair_nearest
 from .registration import coincident, lr_grid, register_depth
 
 log = logging.getLogger(__name__)
-INDEX_COLUMNS = ["name", "stamp_ns", "depth_stamp_ns", "color", "depth_lr", "depth_hr"]
 
 
 @dataclass

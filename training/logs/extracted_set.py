@@ -12,6 +12,8 @@ import numpy as np
 from ..frames import Frame
 from ..skipped import FrameError, Skipped
 
+INDEX_COLUMNS = ["name", "stamp_ns", "depth_stamp_ns", "color", "depth_lr", "depth_hr"]  # of index.csv (extract.py)
+
 
 def is_extracted_set(path: str | Path) -> bool:
     """True for a directory written by ``depth-train extract``."""
@@ -41,12 +43,19 @@ class ExtractedSet:
         self.path = Path(path)
         if not is_extracted_set(self.path):
             raise FileNotFoundError(f"{self.path}: not an extracted set (index.csv and intrinsics.json expected)")
-        intrinsics = json.loads((self.path / "intrinsics.json").read_text())
-        self.K = np.array(intrinsics["color"]["K"], dtype=np.float64)
-        self.factor = float(intrinsics["factor"])
-        self.lr_size = (intrinsics["lr"]["width"], intrinsics["lr"]["height"])
+        try:
+            intrinsics = json.loads((self.path / "intrinsics.json").read_text())
+            self.K = np.array(intrinsics["color"]["K"], dtype=np.float64).reshape(3, 3)
+            self.factor = float(intrinsics["factor"])
+            self.lr_size = (int(intrinsics["lr"]["width"]), int(intrinsics["lr"]["height"]))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{self.path / 'intrinsics.json'}: not as extract writes it ({err!r})") from None
         with open(self.path / "index.csv", newline="") as f:
-            rows = [row for row in csv.DictReader(f) if row.get("depth_lr")]
+            reader = csv.DictReader(f)
+            missing = set(INDEX_COLUMNS) - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{self.path / 'index.csv'}: no column(s) {sorted(missing)}")
+            rows = [row for row in reader if row.get("depth_lr")]
         self.skipped = Skipped()
         kept = []
         for row in rows:
