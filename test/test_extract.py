@@ -150,10 +150,21 @@ def test_unsupported_depth_encoding_exits_non_zero_naming_it(tmp_path, capsys):
     assert not (tmp_path / "out" / "index.csv").exists() or len(index_rows(tmp_path / "out")) == 0
 
 
+def test_no_pair_written_is_an_error_naming_the_cause(tmp_path):
+    log = Rig(frames=3, depth="cd16").log()
+    for _, topic, _, msg in log:
+        if topic.endswith("compressedDepth"):
+            msg.format = "16UC1; compressedDepth rvl"  # a codec extraction does not decode
+    bag = write_bag(tmp_path / "bag", log)
+    with pytest.raises(BagError, match=r"no pair extracted from .*bag \(skipped 3 frames: depth decode error "
+                                       r"\(000000: compressedDepth codec 'rvl' is not supported \(only png\)"):
+        extract([bag], tmp_path / "out", progress=False)
+
+
 def test_tolerance_option(tmp_path):
     bag = write_bag(tmp_path / "bag", Rig(frames=3).log())
-    with pytest.raises(BagError, match=r"no pair extracted .* \(3 no depth within tolerance;"):  # depth is 4 ms late
-        extract([bag], tmp_path / "tight", tolerance=0.003, progress=False)
+    with pytest.raises(BagError, match=r"no pair extracted .* \(skipped 3 frames: no depth within tolerance;"):
+        extract([bag], tmp_path / "tight", tolerance=0.003, progress=False)  # depth is 4 ms late
     assert extract([bag], tmp_path / "loose", tolerance=0.005, progress=False)["pairs"] == 3
 
 

@@ -468,6 +468,7 @@ def extract(
 
     writer = SetWriter(out_dir)
     offset = 0
+    every_skip = Skipped()  # with example frames and causes, for the error when nothing is extracted
     try:
         for bag in map(Path, bags):
             with open_bag(bag) as reader:
@@ -482,6 +483,7 @@ def extract(
                 written, with_gt, skipped = extract_bag(reader, bag, index, geometry, plan, writer, progress)
                 messages_read, damage = reader.message_count, reader.damage
             skipped.update(plan.skipped)
+            every_skip.update(skipped)
             skipped.warn(log, str(bag))
             summary["bags"].append({
                 "path": str(bag), "topics": vars(topics), "color_frames": len(index.color.stamps),
@@ -510,7 +512,7 @@ def extract(
     })
     _write_atomic(summary_path, json.dumps(summary, indent=2).encode())
     if not writer.done:
-        why = ", ".join(f"{n} {reason}" for reason, n in summary["skipped"].items()) or "no color frame had a pair"
+        why = "; ".join(every_skip.lines()) or "no color frame had a pair"
         raise BagError(f"no pair extracted from {', '.join(map(str, bags))} ({why}; {summary_path} has the details)")
     return summary
 
