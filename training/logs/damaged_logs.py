@@ -5,9 +5,9 @@ no summary, so rosbags refuses it ("File end magic is invalid"); a ``.db3`` whos
 file holds is "malformed" to SQLite. Both still hold every message written before the cut:
 
 - MCAP: ``SalvagedMcap`` walks the records from the start (opcode, length, body) and stops at the first one that is
-  incomplete or invalid, keeping every complete message before it, including those at the head of an uncompressed
-  chunk cut in the middle (a compressed chunk cut short is lost whole: it cannot be checked). It is a rosbags storage
-  plugin, so deserialisation, type definitions and the rest of the pipeline are rosbags' own.
+  incomplete or invalid, keeping every complete message before it, including those at the head of a chunk cut in the
+  middle (a zstd chunk as far as its decoder can decode the part written). It is a rosbags storage plugin, so
+  deserialisation, type definitions and the rest of the pipeline are rosbags' own.
 - SQLite3: ``salvage_sqlite`` copies the tables into a fresh database, messages in id (recording) order until the first
   row SQLite cannot read (``writable_schema`` lets SQLite open a file shorter than its header says).
 
@@ -28,6 +28,11 @@ from rosbags.interfaces import Connection, ConnectionExtRosbag2
 from rosbags.rosbag2 import Reader, ReaderError
 from rosbags.rosbag2.metadata import ReaderMetadata
 from rosbags.rosbag2.storage_mcap import Schema, decompress, get_msgdef, get_qos
+
+try:  # the zstd rosbags itself uses
+    from compression import zstd
+except ImportError:
+    from backports import zstd
 
 MAGIC = b"\x89MCAP0\r\n"
 HEADER, FOOTER, SCHEMA, CHANNEL, MESSAGE, CHUNK, DATA_END = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0F
@@ -110,17 +115,30 @@ def _chunk_records(body: bytes, offset: int) -> Iterator[tuple[int, bytes]]:
         raise _Stop(offset, f"damaged chunk ({stop.reason})") from stop
 
 
+def _decoded_prefix(data: bytes, compression: str, offset: int) -> bytes:
+    """What the head of a zstd stream cut short decodes to: a prefix of the chunk's records (the decoder emits only
+    data it could decode completely). rosbag2's compressed presets are zstd; other codecs lose the chunk."""
+    if compression == "zstd":
+        return zstd.ZstdDecompressor().decompress(data)
+    raise _Stop(offset, f"file ends inside a chunk compressed with {compression!r}, which cannot be read in part")
+
+
 def _partial_chunk(data: bytes, at: int, end: int, base: int) -> Iterator[tuple[int, bytes]]:
-    """The complete records at the head of an uncompressed chunk record (at ``at``) that the file ends inside."""
+    """The complete records at the head of the chunk record (at ``at``) that the file ends inside."""
     if end - at < 9 + 40:
         return
     compression, records_at = _string(data, at + 9 + 28)
-    if compression:
-        raise _Stop(base + at, f"file ends inside a {compression} chunk; its messages are lost")
     try:
-        yield from _records(data, records_at + 8, end, base)
+        if compression:
+            records = _decoded_prefix(data[records_at + 8:end], compression, base + at)
+            yield from _records(records, 0, len(records), 0)
+        else:
+            yield from _records(data, records_at + 8, end, base)
     except _Stop as stop:
-        raise _Stop(stop.offset, f"{stop.reason} of an unfinished chunk") from stop
+        where = stop.offset if not compression else base + at
+        raise _Stop(where, f"{stop.reason} of an unfinished {compression or 'uncompressed'} chunk") from stop
+    except (ValueError, RuntimeError, zstd.ZstdError) as err:  # the decoder's errors on a damaged stream
+        raise _Stop(base + at, f"unfinished {compression} chunk does not decode ({err})") from err
 
 
 class SalvagedMcap:
