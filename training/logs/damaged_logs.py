@@ -8,8 +8,9 @@ file holds is "malformed" to SQLite. Both still hold every message written befor
   incomplete or invalid, keeping every complete message before it, including those at the head of a chunk cut in the
   middle (a zstd chunk as far as its decoder can decode the part written). It is a rosbags storage plugin, so
   deserialisation, type definitions and the rest of the pipeline are rosbags' own.
-- SQLite3: ``salvage_sqlite`` copies the tables into a fresh database, messages in id (recording) order until the first
-  row SQLite cannot read (``writable_schema`` lets SQLite open a file shorter than its header says).
+- SQLite3: ``salvage_sqlite`` copies the tables into a fresh database, message rows in id (recording) order up to the
+  first SQLite cannot read. SQLite sees only the file's whole pages (the page the cut falls in is partly zero) and
+  ``writable_schema`` lets it open a file shorter than its header says.
 
 Each returns a ``Damage`` saying where reading stopped, for the warning and the extraction summary.
 """
@@ -24,6 +25,7 @@ from collections.abc import Collection, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import apsw
 from rosbags.interfaces import Connection, ConnectionExtRosbag2
 from rosbags.rosbag2 import Reader, ReaderError
 from rosbags.rosbag2.metadata import ReaderMetadata
@@ -233,13 +235,55 @@ class SalvageReader(Reader):
     STORAGE_PLUGINS = {**Reader.STORAGE_PLUGINS, ".mcap": SalvagedMcap}
 
 
+class _WholePages(apsw.VFS):
+    """SQLite's own file access, except that a file cut inside a page ends at its last whole page: the cells of a
+    partly written page are zero past the cut, so a row read from it could come back silently wrong."""
+
+    def __init__(self, name: str, page_size: int) -> None:
+        super().__init__(name, "")
+        self.page_size = page_size
+
+    def xOpen(self, name: str | apsw.URIFilename | None, flags: list[int]) -> apsw.VFSFile:  # noqa: N802 - apsw API
+        return _WholePagesFile(self.page_size, name, flags)
+
+
+class _WholePagesFile(apsw.VFSFile):
+    def __init__(self, page_size: int, name: str | apsw.URIFilename | None, flags: list[int]) -> None:
+        super().__init__("", name, flags)
+        self.page_size = page_size
+
+    def xFileSize(self) -> int:  # noqa: N802 - apsw API
+        size = super().xFileSize()
+        return size - size % self.page_size
+
+
+def _copy_messages(src: apsw.Connection, dst: sqlite3.Connection) -> tuple[int, tuple[int, str] | None]:
+    """Copy the message rows in id (recording) order up to the first SQLite cannot read; returns the rows copied and
+    that row's id with SQLite's reason."""
+    copied, last = 0, 0
+    try:
+        for row in src.execute("SELECT * FROM messages ORDER BY id"):
+            dst.execute(f"INSERT INTO messages VALUES ({','.join('?' * len(row))})", row)
+            copied, last = copied + 1, row[0]
+    except (apsw.Error, sqlite3.IntegrityError) as err:  # a row, or the page holding it, that is not there
+        return copied, (last + 1, str(err))
+    return copied, None
+
+
 def salvage_sqlite(db: Path, out: Path) -> tuple[Path, Damage | None]:
-    """Copy what SQLite can read of ``db`` into a new ``out`` database: every table, messages up to the first
-    unreadable row. Returns the copy and where reading stopped (None when the whole file was readable)."""
-    src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    """Copy what SQLite can read of ``db`` into a new ``out`` database: every table, and the message rows of the whole
+    pages written. Returns the copy and where reading stopped (None when the whole file was readable)."""
+    with db.open("rb") as file:
+        header = file.read(100)
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        raise ReaderError(f"{db}: not a SQLite database")
+    (page_size,) = struct.unpack_from(">H", header, 16)
+    vfs_name = f"depth_node_whole_pages_{id(out)}"
+    vfs = _WholePages(vfs_name, 65536 if page_size == 1 else page_size)
     dst = sqlite3.connect(out)
     damage = None
     try:
+        src = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY, vfs=vfs_name)
         src.execute("PRAGMA writable_schema=ON")  # read a file shorter than its header says; nothing is written
         schema = src.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
         for _, _, sql in sorted(schema, key=lambda entry: entry[0] != "table"):  # tables before their indexes
@@ -249,17 +293,15 @@ def salvage_sqlite(db: Path, out: Path) -> tuple[Path, Damage | None]:
                 rows = src.execute(f'SELECT * FROM "{name}"').fetchall()
                 if rows:
                     dst.executemany(f'INSERT INTO "{name}" VALUES ({",".join("?" * len(rows[0]))})', rows)
-        copied, last_id = 0, 0
-        try:
-            for row in src.execute("SELECT * FROM messages ORDER BY id"):
-                dst.execute(f"INSERT INTO messages VALUES ({','.join('?' * len(row))})", row)
-                copied, last_id = copied + 1, row[0]
-        except sqlite3.DatabaseError as err:
-            damage = Damage(str(db), f"message {copied + 1} (after id {last_id})", f"SQLite: {err}")
+        copied, first_error = _copy_messages(src, dst)
+        if first_error:
+            damage = Damage(str(db), f"message id {first_error[0]}", f"SQLite: {first_error[1]}; "
+                            f"{copied} messages read")
         dst.commit()
-    except sqlite3.DatabaseError as err:
+        src.close()
+    except (apsw.Error, sqlite3.DatabaseError) as err:
         raise ReaderError(f"{db}: SQLite cannot read its tables ({err})") from err
     finally:
-        src.close()
         dst.close()
+        vfs.unregister()
     return out, damage
