@@ -92,6 +92,9 @@ def test_missing_files_are_skipped_and_counted_in_every_folder_reader(tmp_path, 
     assert frames.skipped.as_dict() == {"missing depth file": 2}
     assert (f"{seven}: skipped 2 frames: missing depth file (frame-000001.depth.png, frame-000003.depth.png)"
             in caplog.text)
+    block = open_frames(f"{seven}@2:4")  # a block counts only what it left out itself
+    assert [f.name for f in block] == ["frame-000002"]
+    assert block.skipped.lines() == ["skipped 1 frame: missing depth file (frame-000003.depth.png)"]
 
     tum = tmp_path / "tum"
     tum.mkdir()

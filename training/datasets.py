@@ -21,7 +21,7 @@ import numpy as np
 
 from .config import Config
 from .frames import Frame, FrameSource, Subset
-from .skipped import FrameError, Skipped, skipped_of
+from .skipped import FrameError, LeavesOut, Skipped, skipped_of
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +45,27 @@ def read_depth_png(path: Path, units_per_metre: float) -> np.ndarray:
     return depth
 
 
-class SevenScenes:
+class SevenScenes(LeavesOut):
     """7-Scenes layout: frame-XXXXXX.color.jpg + frame-XXXXXX.depth.png (mm), optional camera-intrinsics.txt."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.skipped = Skipped()
         colors = sorted(self.root.glob("frame-*.color.*"))
         if not colors:
             raise FileNotFoundError(f"{root}: no frame-XXXXXX.color.* files (7-Scenes layout)")
-        self.colors = []
-        for path in colors:
+        self.colors, self.color_numbers = [], []
+        for i, path in enumerate(colors):
+            number = int(re.sub(r"\D", "", path.name.split(".")[0]) or i)
             if self._depth_path(path).is_file():
                 self.colors.append(path)
+                self.color_numbers.append(number)
             else:
-                self.skipped.add("missing depth file", self._depth_path(path).name)
+                self.leave_out(number, "missing depth file", self._depth_path(path).name)
         intrinsics = self.root / "camera-intrinsics.txt"
         try:
             self.K = np.loadtxt(intrinsics).reshape(3, 3) if intrinsics.exists() else SEVEN_SCENES_K
         except ValueError as err:
             raise ValueError(f"{intrinsics}: expected a 3x3 matrix ({err})") from None
-        self.color_numbers = [int(re.sub(r"\D", "", p.name.split(".")[0]) or i) for i, p in enumerate(self.colors)]
         if not self.colors:
             raise FileNotFoundError(f"{root}: no usable frame ({'; '.join(self.skipped.lines())})")
 
@@ -95,7 +95,7 @@ def _read_list(path: Path) -> list[tuple[float, str]]:
     return rows
 
 
-class TumRgbd:
+class TumRgbd(LeavesOut):
     """TUM RGB-D layout: rgb.txt / depth.txt (timestamp path), depth PNG at 5000 units per metre.
 
     Color and depth are associated by nearest timestamp within ``max_dt`` seconds (TUM's associate.py convention).
@@ -105,7 +105,6 @@ class TumRgbd:
     def __init__(self, root: Path, intrinsics: tuple[float, float, float, float] | None = None,
                  max_dt: float = 0.02) -> None:
         self.root = Path(root)
-        self.skipped = Skipped()
         colors, depths = _read_list(self.root / "rgb.txt"), _read_list(self.root / "depth.txt")
         if not depths:
             raise FileNotFoundError(f"{root}/depth.txt lists no depth images")
@@ -114,11 +113,11 @@ class TumRgbd:
         for number, (stamp, name) in enumerate(colors):
             j = int(np.argmin(np.abs(depth_stamps - stamp)))
             if abs(depth_stamps[j] - stamp) > max_dt:
-                self.skipped.add(f"no depth within {max_dt * 1000:g} ms", name)
+                self.leave_out(number, f"no depth within {max_dt * 1000:g} ms", name)
             elif not (self.root / name).is_file():
-                self.skipped.add("missing color file", name)
+                self.leave_out(number, "missing color file", name)
             elif not (self.root / depths[j][1]).is_file():
-                self.skipped.add("missing depth file", depths[j][1])
+                self.leave_out(number, "missing depth file", depths[j][1])
             else:
                 self.pairs.append((stamp, name, depths[j][1]))
                 self.color_numbers.append(number)
@@ -192,7 +191,11 @@ def open_frames(spec: str, cfg: Config | None = None, intrinsics: tuple[float, f
     if match:
         start, stop = (int(v) if v else None for v in match.groups()[1:])
         numbers = getattr(source, "color_numbers", range(len(source)))
-        keep = [i for i, n in enumerate(numbers) if (start is None or n >= start) and (stop is None or n < stop)]
-        source = Subset(source, keep)
+        def within(n: int) -> bool:
+            return (start is None or n >= start) and (stop is None or n < stop)
+
+        skipped = source.skipped_where(within) if isinstance(source, LeavesOut) else skipped_of(source)
+        source = Subset(source, [i for i, n in enumerate(numbers) if within(n)])
+        source.skipped = skipped
     skipped_of(source).warn(log, str(path))
     return source

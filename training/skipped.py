@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 EXAMPLES = 3  # names shown per reason
@@ -51,6 +52,25 @@ class Skipped:
     def warn(self, log: logging.Logger, where: str) -> None:
         for line in self.lines():
             log.warning("%s: %s", where, line)
+
+
+class LeavesOut:
+    """For readers: the frames left out when the reader opened, by color-frame number, so that a ``@START:STOP``
+    block reports only its own."""
+
+    def leave_out(self, number: int, reason: str, name: str) -> None:
+        self.__dict__.setdefault("left_out", []).append((number, reason, name))
+
+    def skipped_where(self, keep: Callable[[int], bool]) -> Skipped:
+        skipped = Skipped()
+        for number, reason, name in self.__dict__.get("left_out", []):
+            if keep(number):
+                skipped.add(reason, name)
+        return skipped
+
+    @property
+    def skipped(self) -> Skipped:
+        return self.skipped_where(lambda _: True)
 
 
 class FrameError(OSError):

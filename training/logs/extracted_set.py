@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from ..frames import Frame
-from ..skipped import FrameError, Skipped
+from ..skipped import FrameError, LeavesOut
 
 INDEX_COLUMNS = ["name", "stamp_ns", "depth_stamp_ns", "color", "depth_lr", "depth_hr"]  # of index.csv (extract.py)
 
@@ -32,7 +32,7 @@ def _depth(path: Path) -> np.ndarray:
     return _read(path, cv2.IMREAD_UNCHANGED, "depth").astype(np.float32) / 1000.0
 
 
-class ExtractedSet:
+class ExtractedSet(LeavesOut):
     """A FrameSource over an extracted set, in time order; images are read when a frame is asked for.
 
     Rows whose files are missing (deleted, or a copy of the set left incomplete) are left out and counted in
@@ -56,12 +56,11 @@ class ExtractedSet:
             if missing:
                 raise ValueError(f"{self.path / 'index.csv'}: no column(s) {sorted(missing)}")
             rows = [row for row in reader if row.get("depth_lr")]
-        self.skipped = Skipped()
         kept = []
         for row in rows:
             missing = [c for c in ("color", "depth_lr", "depth_hr") if row[c] and not (self.path / row[c]).is_file()]
             if missing:
-                self.skipped.add(f"missing {missing[0]} file", row[missing[0]])
+                self.leave_out(int(row["name"]), f"missing {missing[0]} file", row[missing[0]])
             else:
                 kept.append(row)
         if not kept:
