@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def message_ends(bag: Path, mcap: Path) -> tuple[dict[str, dict[int, int]], list
 
 
 def run_extract(bags: list[Path], out: Path) -> tuple[dict, float]:
+    """A fresh extraction (not a resumed one) and its wall time."""
+    shutil.rmtree(out, ignore_errors=True)
     start = time.time()
     summary = extract(bags, out, progress=False)
     return summary, time.time() - start
