@@ -51,8 +51,7 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
     the reader left out when it opened); only when no frame remains is it an error.
     """
     rows, picked = [], []
-    skipped = Skipped()
-    skipped.update(skipped_of(frames))
+    skipped = Skipped()  # while scoring (the reader warned about its own when it opened)
     preview_at = set(np.linspace(0, len(frames) - 1, previews).round().astype(int).tolist()) if previews else set()
     for i in tqdm(range(len(frames)), desc=desc, dynamic_ncols=True):
         try:
@@ -71,6 +70,7 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
         if i in preview_at:
             picked.append(preview_row(frame.color, gt, pred, min_depth, max_depth))
     skipped.warn(log, desc)
+    skipped.update(skipped_of(frames))
     if not rows:
         raise ValueError(f"no frame to evaluate: {'; '.join(skipped.lines()) or 'the data holds no frame'}")
     summary = {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
@@ -126,8 +126,8 @@ def run(args) -> None:
     except (FileNotFoundError, ImportError):
         raise
     except Exception as err:  # a damaged or foreign file fails in whatever way its loader does
-        raise ValueError(f"{args.model}: cannot be loaded as a model ({type(err).__name__}); damaged, truncated, or "
-                         f"not a depth_node checkpoint, ONNX model or TensorRT engine") from err
+        raise ValueError(f"{args.model or 'the shipped model'}: cannot be loaded as a model ({type(err).__name__}); "
+                         f"damaged, truncated, or not a depth_node checkpoint, ONNX model or TensorRT engine") from err
     factor = args.factor
     summary = evaluate_frames(lambda rgb: estimator.infer(rgb, "rgb8")[0], frames, args.min_depth, args.max_depth,
                               args.median_scaling, args.csv, args.previews, desc=f"evaluate ({estimator.backend})")
