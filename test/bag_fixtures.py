@@ -70,10 +70,14 @@ def color_message(kind: str, stamp: int, frame: str, rgb: np.ndarray) -> tuple[s
 
 
 def depth_message(kind: str, stamp: int, frame: str, depth_m: np.ndarray) -> tuple[str, str, object]:
-    """(topic, type, message) of a depth frame: '16UC1', '32FC1', 'cd16' or 'cd32' (compressedDepth)."""
-    if kind == "16UC1":
+    """(topic, type, message) of a depth frame: '16UC1', 'mono16' (mm), '32FC1', 'cd16' or 'cd32' (compressedDepth),
+    or 'mono8' (no depth encoding: what a misconfigured driver publishes)."""
+    if kind in ("16UC1", "mono16"):
         return "/depth/image_raw", "sensor_msgs/msg/Image", BUILD.image(
-            stamp, frame, "16UC1", np.round(depth_m * 1000).astype(np.uint16))
+            stamp, frame, kind, np.round(depth_m * 1000).astype(np.uint16))
+    if kind == "mono8":
+        return "/depth/image_raw", "sensor_msgs/msg/Image", BUILD.image(
+            stamp, frame, kind, np.clip(depth_m * 50, 0, 255).astype(np.uint8))
     if kind == "32FC1":
         depth = depth_m.astype(np.float32)
         depth[depth == 0] = np.nan

@@ -22,3 +22,20 @@ def test_unknown_keys_fail_loudly():
         load_config(None, ["train.stepz=3"])
     with pytest.raises(ValueError, match="section.key=value"):
         load_config(None, ["steps=3"])
+
+
+def test_bad_values_name_the_key_and_where_it_came_from(tmp_path):
+    assert load_config(None, ["train.lr=1e-3"]).train.lr == 0.001  # YAML 1.1 reads 1e-3 as text
+    with pytest.raises(ValueError, match=r"^train\.steps='abc': expected an integer \(from the command line\)$"):
+        load_config(None, ["train.steps=abc"])
+    with pytest.raises(ValueError, match=r"^train\.steps=2\.5: expected an integer"):
+        load_config(None, ["train.steps=2.5"])
+    with pytest.raises(ValueError, match=r"^loss\.affinity_grid=3: expected 2 values"):
+        load_config(None, ["loss.affinity_grid=3"])
+    path = tmp_path / "cfg.yaml"
+    path.write_text("data:\n  hflip: maybe\n")
+    with pytest.raises(ValueError, match=rf"^data\.hflip='maybe': expected true or false \(from {path}\)$"):
+        load_config(path)
+    path.write_text("- not\n- sections\n")
+    with pytest.raises(ValueError, match=rf"^config {path}: expected sections"):
+        load_config(path)

@@ -76,3 +76,57 @@ def test_real_seven_scenes_frames(redkitchen):
     assert 0.7 < valid.mean() < 1.0 and 0.5 < f.depth_hr[valid].min() and f.depth_hr[valid].max() < 5.0
     lr = lr_supervision(f, DataConfig(factor=4))
     assert lr.shape == (120, 160) and 0.7 < (lr > 0).mean() <= 1.0
+
+
+def test_missing_files_are_skipped_and_counted_in_every_folder_reader(tmp_path, caplog):
+    """7-Scenes, TUM and extracted sets: an index or listing that names a file not there loses that frame only,
+    with one warning per reason naming the first files; nothing usable left is a one-line error."""
+    seven = tmp_path / "seven"
+    seven.mkdir()
+    for i in range(4):
+        write_frame(seven, f"frame-{i:06d}", np.zeros((8, 8, 3), np.uint8), np.full((8, 8), 1000, np.uint16))
+    (seven / "frame-000001.depth.png").unlink()
+    (seven / "frame-000003.depth.png").unlink()
+    frames = open_frames(str(seven))
+    assert [f.name for f in frames] == ["frame-000000", "frame-000002"]
+    assert frames.skipped.as_dict() == {"missing depth file": 2}
+    assert (f"{seven}: skipped 2 frames: missing depth file (frame-000001.depth.png, frame-000003.depth.png)"
+            in caplog.text)
+    block = open_frames(f"{seven}@2:4")  # a block counts only what it left out itself
+    assert [f.name for f in block] == ["frame-000002"]
+    assert block.skipped.lines() == ["skipped 1 frame: missing depth file (frame-000003.depth.png)"]
+
+    tum = tmp_path / "tum"
+    tum.mkdir()
+    for t in (1.0, 2.0, 3.0):
+        cv2.imwrite(str(tum / f"c{t}.png"), np.zeros((8, 8, 3), np.uint8))
+        cv2.imwrite(str(tum / f"d{t}.png"), np.full((8, 8), 5000, np.uint16))
+    (tum / "rgb.txt").write_text("1.0 c1.0.png\n2.0 c2.0.png\n3.0 gone.png\n")
+    (tum / "depth.txt").write_text("1.0 d1.0.png\n2.0 missing.png\n3.0 d3.0.png\n")
+    (tum / "camera.json").write_text(json.dumps({"fx": 5, "fy": 5, "cx": 4, "cy": 4}))
+    frames = open_frames(str(tum))
+    assert len(frames) == 1 and frames[0].name == "c1.0"
+    assert frames.skipped.as_dict() == {"missing color file": 1, "missing depth file": 1}
+
+    from depth_node_training.logs.extracted_set import ExtractedSet
+
+    extracted = tmp_path / "set"
+    (extracted / "color").mkdir(parents=True)
+    (extracted / "depth_lr").mkdir()
+    K = [[5, 0, 4], [0, 5, 4], [0, 0, 1]]
+    (extracted / "intrinsics.json").write_text(json.dumps({"color": {"K": K}, "factor": 4, "lr": {"width": 2,
+                                                                                                  "height": 2}}))
+    rows = ["name,stamp_ns,depth_stamp_ns,color,depth_lr,depth_hr"]
+    for i in range(3):
+        cv2.imwrite(str(extracted / f"color/{i:06d}.png"), np.zeros((8, 8, 3), np.uint8))
+        cv2.imwrite(str(extracted / f"depth_lr/{i:06d}.png"), np.full((2, 2), 1000, np.uint16))
+        rows.append(f"{i:06d},{i},{i},color/{i:06d}.png,depth_lr/{i:06d}.png,")
+    (extracted / "index.csv").write_text("\n".join(rows) + "\n")
+    (extracted / "depth_lr/000001.png").unlink()
+    frames = ExtractedSet(extracted)
+    assert [f.name for f in frames] == ["000000", "000002"]
+    assert frames.skipped.as_dict() == {"missing depth_lr file": 1}
+    for name in ("000000", "000002"):
+        (extracted / f"depth_lr/{name}.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no usable frame in index.csv \(skipped 3 frames: missing depth_lr"):
+        ExtractedSet(extracted)

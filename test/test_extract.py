@@ -120,14 +120,51 @@ def test_dropped_late_and_corrupt_messages_are_counted(tmp_path, caplog):
     assert summary["bags"][0]["corrupt_messages"] == {"/cam/image_raw/compressed": 1}
     assert [frame.name for frame in ExtractedSet(tmp_path / "out")] == ["000000", "000001", "000003", "000004",
                                                                         "000006"]
-    messages = caplog.text
-    assert f"{bag}: /cam/image_raw/compressed: skipping frame 000005" in messages
-    assert f"{bag}: /cam/image_raw/compressed: skipping a corrupt message" in messages
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"{bag}: /cam/image_raw/compressed: 1 corrupt message(s) skipped" in warnings
+    decode = [w for w in warnings if "color decode error" in w]  # one warning per reason, naming the frames
+    assert decode == [f"{bag}: skipped 2 frames: color decode error (000005: color 'bgr8; jpeg compressed bgr8': not "
+                      f"a decodable JPEG/PNG (25 bytes), 000008: corrupt message)"]
+
+
+def test_mono16_depth_is_millimetres_said_once(tmp_path, caplog):
+    bag = write_bag(tmp_path / "bag", Rig(frames=3, depth="mono16").log())
+    summary = extract([bag], tmp_path / "out", progress=False)
+    assert summary["pairs"] == 3 and summary["bags"][0]["depth_encodings"] == {"mono16": 3}
+    np.testing.assert_allclose(ExtractedSet(tmp_path / "out")[2].depth_lr, depth_image(2), atol=5e-4)
+    assert caplog.text.count("mono16 depth read as millimetres") == 1
+
+
+def test_unsupported_depth_encoding_exits_non_zero_naming_it(tmp_path, capsys):
+    bag = write_bag(tmp_path / "bag", Rig(frames=3, depth="mono8").log())
+    with pytest.raises(SystemExit) as error:
+        cli("extract", "--bag", str(bag), "--out", str(tmp_path / "out"))
+    assert error.value.code == 2
+    assert "no depth image topic with a supported encoding" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as error:
+        cli("extract", "--bag", str(bag), "--out", str(tmp_path / "out"), "--depth-topic", "/depth/image_raw")
+    err = capsys.readouterr().err.splitlines()[-1]  # after the progress bar
+    assert error.value.code == 2
+    assert err == (f"depth-train extract: error: {bag}: /depth/image_raw: no supported depth encoding (saw 'mono8' "
+                   "x3; supported: 16UC1, mono16, 32FC1, compressedDepth png)")
+    assert not (tmp_path / "out" / "index.csv").exists() or len(index_rows(tmp_path / "out")) == 0
+
+
+def test_no_pair_written_is_an_error_naming_the_cause(tmp_path):
+    log = Rig(frames=3, depth="cd16").log()
+    for _, topic, _, msg in log:
+        if topic.endswith("compressedDepth"):
+            msg.format = "16UC1; compressedDepth rvl"  # a codec extraction does not decode
+    bag = write_bag(tmp_path / "bag", log)
+    with pytest.raises(BagError, match=r"no pair extracted from .*bag \(skipped 3 frames: depth decode error "
+                                       r"\(000000: compressedDepth codec 'rvl' is not supported \(only png\)"):
+        extract([bag], tmp_path / "out", progress=False)
 
 
 def test_tolerance_option(tmp_path):
     bag = write_bag(tmp_path / "bag", Rig(frames=3).log())
-    assert extract([bag], tmp_path / "tight", tolerance=0.003, progress=False)["pairs"] == 0  # depth is 4 ms late
+    with pytest.raises(BagError, match=r"no pair extracted .* \(skipped 3 frames: no depth within tolerance;"):
+        extract([bag], tmp_path / "tight", tolerance=0.003, progress=False)  # depth is 4 ms late
     assert extract([bag], tmp_path / "loose", tolerance=0.005, progress=False)["pairs"] == 3
 
 
@@ -205,7 +242,7 @@ def test_cli_prints_summary_and_reports_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as error:
         cli("extract", "--bag", str(broken), "--out", str(tmp_path / "out2"))
     assert error.value.code == 2
-    assert f"{broken}: cannot open bag" in capsys.readouterr().err
+    assert f"{broken}: no complete message in the log (broken.mcap: stopped at byte" in capsys.readouterr().err
     empty = write_bag(tmp_path / "empty", [])
     with pytest.raises(SystemExit):
         cli("extract", "--bag", str(empty), "--out", str(tmp_path / "out3"))

@@ -85,34 +85,64 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+class ConfigError(ValueError):
+    """A bad config value; ``key`` (``section.key``) says which."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def _coerce(value: Any, like: Any) -> Any:
     """Convert a YAML/CLI value to the type of the field's default (tuples from lists, numbers from strings)."""
     if isinstance(like, bool):
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ValueError("expected true or false")
+        return text in ("1", "true", "yes", "on")
     if isinstance(like, tuple):
-        items = value if isinstance(value, (list, tuple)) else yaml.safe_load(f"[{str(value).strip('[]()')}]")
-        return tuple(_coerce(v, like[0]) for v in items)
-    if isinstance(like, (int, float)) and not isinstance(value, (int, float)):
-        value = yaml.safe_load(str(value))
+        items = value if isinstance(value, (list, tuple)) else str(value).strip("[]()").split(",")
+        if len(items) != len(like):
+            raise ValueError(f"expected {len(like)} values")
+        return tuple(_coerce(v.strip() if isinstance(v, str) else v, like[0]) for v in items)
+    if isinstance(like, (int, float)):
+        expected = "an integer" if isinstance(like, int) else "a number"
+        try:
+            number = float(value) if not isinstance(value, bool) else None  # YAML 1.1 reads 1e-3 as text
+        except (TypeError, ValueError):
+            number = None
+        if number is None or (isinstance(like, int) and not number.is_integer()):
+            raise ValueError(f"expected {expected}")
+        return type(like)(number)
     return type(like)(value)
 
 
 def config_from_dict(raw: dict[str, dict[str, Any]]) -> Config:
-    """Build a Config from nested dicts, refusing unknown sections and keys (typos fail loudly)."""
+    """Build a Config from nested dicts, refusing unknown sections and keys and naming the key of a bad value."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"a config is a mapping of sections, got {type(raw).__name__}")
+    unknown_sections = set(raw) - {section.name for section in dataclasses.fields(Config)}
+    if unknown_sections:
+        raise ValueError(f"unknown config section(s): {sorted(unknown_sections)}")
     sections = {}
     for section in dataclasses.fields(Config):
-        values = dict(raw.get(section.name) or {})
+        values = raw.get(section.name) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"config section {section.name!r} must be a mapping of keys, got {values!r}")
         defaults = section.default_factory()
         known = {f.name for f in dataclasses.fields(defaults)}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown {section.name} option(s): {sorted(unknown)}; known: {sorted(known)}")
-        sections[section.name] = dataclasses.replace(
-            defaults, **{k: _coerce(v, getattr(defaults, k)) for k, v in values.items()}
-        )
-    unknown_sections = set(raw) - set(sections)
-    if unknown_sections:
-        raise ValueError(f"unknown config section(s): {sorted(unknown_sections)}")
+        typed = {}
+        for key, value in values.items():
+            try:
+                typed[key] = _coerce(value, getattr(defaults, key))
+            except (ValueError, TypeError) as err:
+                raise ConfigError(f"{section.name}.{key}={value!r}: {err}", f"{section.name}.{key}") from None
+        sections[section.name] = dataclasses.replace(defaults, **typed)
     return Config(**sections)
 
 
@@ -128,11 +158,32 @@ def config_to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """YAML file (default: the packaged default.yaml) plus ``section.key=value`` overrides."""
-    raw = yaml.safe_load(Path(path or DEFAULT_CONFIG).read_text()) or {}
+    path = Path(path or DEFAULT_CONFIG)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"config {path}: not valid YAML ({' '.join(str(err).split())})") from None
+    except OSError as err:
+        raise FileNotFoundError(f"config {path}: {err.strerror}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"config {path}: expected sections (model, data, loss, train), got {type(raw).__name__}")
+    given = set()
     for item in overrides or []:
         key, sep, value = item.partition("=")
         section, dot, name = key.partition(".")
         if not sep or not dot:
             raise ValueError(f"override {item!r} is not of the form section.key=value")
-        raw.setdefault(section, {})[name] = yaml.safe_load(value) if value else value
-    return config_from_dict(raw)
+        try:
+            parsed = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            parsed = value  # left as text: the field's type decides (and names the key if it does not fit)
+        if not isinstance(raw.setdefault(section, {}), dict):
+            raw[section] = {}
+        raw[section][name] = parsed
+        given.add(key)
+    try:
+        return config_from_dict(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{err} (from {'the command line' if err.key in given else path})", err.key) from None
+    except ValueError as err:
+        raise ValueError(f"config {path}: {err}") from None

@@ -1,13 +1,18 @@
 """Data readers (7-Scenes, TUM RGB-D, extracted robot logs, rosbag2): every one yields Frames in time order.
 
-Readers return a FrameSource (frames in time order). A path may end in ``@START:STOP`` to keep the frames whose
-color-frame number (position in the color stream, counting color frames that had no depth) is in [START, STOP), e.g.
-``redkitchen@0:500``: sequences are highly correlated in time, so splits are by block, never random.
+Readers return a FrameSource (frames in time order). Frames whose files are missing are left out when the reader
+opens and counted in its ``skipped`` (one warning per reason); a file that exists but cannot be decoded raises
+``FrameError`` when the frame is read, which evaluation counts and training reports as a one-line error.
+
+A path may end in ``@START:STOP`` to keep the frames whose color-frame number (position in the color stream,
+counting color frames that had no depth) is in [START, STOP), e.g. ``redkitchen@0:500``: sequences are highly
+correlated in time, so splits are by block, never random.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -16,6 +21,9 @@ import numpy as np
 
 from .config import Config
 from .frames import Frame, FrameSource, Subset
+from .skipped import FrameError, LeavesOut, Skipped, skipped_of
+
+log = logging.getLogger(__name__)
 
 SEVEN_SCENES_K = np.array([[585.0, 0, 320.0], [0, 585.0, 240.0], [0, 0, 1]])
 
@@ -23,7 +31,7 @@ SEVEN_SCENES_K = np.array([[585.0, 0, 320.0], [0, 585.0, 240.0], [0, 0, 1]])
 def read_rgb(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise OSError(f"cannot decode image {path}")
+        raise FrameError("unreadable color image", path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -31,46 +39,63 @@ def read_depth_png(path: Path, units_per_metre: float) -> np.ndarray:
     """16-bit depth PNG to float32 metres, 0 and 65535 (saturated / no return) marked invalid as 0."""
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if raw is None or raw.dtype != np.uint16:
-        raise OSError(f"{path} is not a 16-bit depth PNG")
+        raise FrameError("unreadable depth image (not a 16-bit PNG)", path)
     depth = raw.astype(np.float32) / units_per_metre
     depth[(raw == 0) | (raw == 65535)] = 0.0
     return depth
 
 
-class SevenScenes:
+class SevenScenes(LeavesOut):
     """7-Scenes layout: frame-XXXXXX.color.jpg + frame-XXXXXX.depth.png (mm), optional camera-intrinsics.txt."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.colors = sorted(self.root.glob("frame-*.color.*"))
-        if not self.colors:
+        colors = sorted(self.root.glob("frame-*.color.*"))
+        if not colors:
             raise FileNotFoundError(f"{root}: no frame-XXXXXX.color.* files (7-Scenes layout)")
+        self.colors, self.color_numbers = [], []
+        for i, path in enumerate(colors):
+            number = int(re.sub(r"\D", "", path.name.split(".")[0]) or i)
+            if self._depth_path(path).is_file():
+                self.colors.append(path)
+                self.color_numbers.append(number)
+            else:
+                self.leave_out(number, "missing depth file", self._depth_path(path).name)
         intrinsics = self.root / "camera-intrinsics.txt"
-        self.K = np.loadtxt(intrinsics).reshape(3, 3) if intrinsics.exists() else SEVEN_SCENES_K
-        self.color_numbers = [int(re.sub(r"\D", "", p.name.split(".")[0]) or i) for i, p in enumerate(self.colors)]
+        try:
+            self.K = np.loadtxt(intrinsics).reshape(3, 3) if intrinsics.exists() else SEVEN_SCENES_K
+        except ValueError as err:
+            raise ValueError(f"{intrinsics}: expected a 3x3 matrix ({err})") from None
+        if not self.colors:
+            raise FileNotFoundError(f"{root}: no usable frame ({'; '.join(self.skipped.lines())})")
 
     def __len__(self) -> int:
         return len(self.colors)
 
+    @staticmethod
+    def _depth_path(color_path: Path) -> Path:
+        return color_path.with_name(f"{color_path.name.split('.')[0]}.depth.png")
+
     def __getitem__(self, index: int) -> Frame:
         color_path = self.colors[index]
-        stem = color_path.name.split(".")[0]
-        depth_path = color_path.with_name(f"{stem}.depth.png")
-        depth = read_depth_png(depth_path, 1000.0) if depth_path.exists() else None
-        return Frame(name=stem, color=read_rgb(color_path), K=self.K.copy(), depth_hr=depth,
-                     stamp_ns=int(index * 1e9 / 30))
+        return Frame(name=color_path.name.split(".")[0], color=read_rgb(color_path), K=self.K.copy(),
+                     depth_hr=read_depth_png(self._depth_path(color_path), 1000.0),
+                     stamp_ns=int(self.color_numbers[index] * 1e9 / 30))
 
 
 def _read_list(path: Path) -> list[tuple[float, str]]:
     rows = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip() and not line.startswith("#"):
-            stamp, name = line.split()[:2]
-            rows.append((float(stamp), name))
+            try:
+                stamp, name = line.split()[:2]
+                rows.append((float(stamp), name))
+            except ValueError:
+                raise ValueError(f"{path}:{number}: expected 'timestamp path', got {line.strip()!r}") from None
     return rows
 
 
-class TumRgbd:
+class TumRgbd(LeavesOut):
     """TUM RGB-D layout: rgb.txt / depth.txt (timestamp path), depth PNG at 5000 units per metre.
 
     Color and depth are associated by nearest timestamp within ``max_dt`` seconds (TUM's associate.py convention).
@@ -87,13 +112,24 @@ class TumRgbd:
         self.pairs, self.color_numbers = [], []
         for number, (stamp, name) in enumerate(colors):
             j = int(np.argmin(np.abs(depth_stamps - stamp)))
-            if abs(depth_stamps[j] - stamp) <= max_dt:
+            if abs(depth_stamps[j] - stamp) > max_dt:
+                self.leave_out(number, f"no depth within {max_dt * 1000:g} ms", name)
+            elif not (self.root / name).is_file():
+                self.leave_out(number, "missing color file", name)
+            elif not (self.root / depths[j][1]).is_file():
+                self.leave_out(number, "missing depth file", depths[j][1])
+            else:
                 self.pairs.append((stamp, name, depths[j][1]))
                 self.color_numbers.append(number)
+        if not self.pairs:
+            raise FileNotFoundError(f"{root}: no usable frame in rgb.txt ({'; '.join(self.skipped.lines())})")
         camera = self.root / "camera.json"
         if intrinsics is None and camera.exists():
-            c = json.loads(camera.read_text())
-            intrinsics = (c["fx"], c["fy"], c["cx"], c["cy"])
+            try:
+                c = json.loads(camera.read_text())
+                intrinsics = (float(c["fx"]), float(c["fy"]), float(c["cx"]), float(c["cy"]))
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"{camera}: expected {{\"fx\", \"fy\", \"cx\", \"cy\"}} numbers ({err!r})") from None
         if intrinsics is None:
             raise ValueError(f"{root}: no camera.json; pass the intrinsics (fx, fy, cx, cy)")
         fx, fy, cx, cy = intrinsics
@@ -114,6 +150,9 @@ class Concat:
     def __init__(self, sources: list[FrameSource]) -> None:
         self.sources = sources
         self.offsets = np.cumsum([0] + [len(s) for s in sources])
+        self.skipped = Skipped()
+        for source in sources:
+            self.skipped.update(skipped_of(source))
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -124,7 +163,10 @@ class Concat:
 
 
 def is_bag(path: Path) -> bool:
-    return path.suffix in (".mcap", ".db3") or (path / "metadata.yaml").exists()
+    """A rosbag2 directory, its storage file, or a directory a recorder left without metadata.yaml (power loss)."""
+    if path.is_dir():
+        return (path / "metadata.yaml").exists() or any(p.suffix in (".mcap", ".db3") for p in path.iterdir())
+    return path.suffix in (".mcap", ".db3")
 
 
 def open_frames(spec: str, cfg: Config | None = None, intrinsics: tuple[float, float, float, float] | None = None,
@@ -149,6 +191,11 @@ def open_frames(spec: str, cfg: Config | None = None, intrinsics: tuple[float, f
     if match:
         start, stop = (int(v) if v else None for v in match.groups()[1:])
         numbers = getattr(source, "color_numbers", range(len(source)))
-        keep = [i for i, n in enumerate(numbers) if (start is None or n >= start) and (stop is None or n < stop)]
-        source = Subset(source, keep)
+        def within(n: int) -> bool:
+            return (start is None or n >= start) and (stop is None or n < stop)
+
+        skipped = source.skipped_where(within) if isinstance(source, LeavesOut) else skipped_of(source)
+        source = Subset(source, [i for i, n in enumerate(numbers) if within(n)])
+        source.skipped = skipped
+    skipped_of(source).warn(log, str(path))
     return source

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,9 +21,11 @@ from .config import DataConfig
 from .frames import FrameSource
 from .metrics import METRICS, depth_metrics
 from .previews import preview_row, save_rows
+from .skipped import FrameError, Skipped, skipped_of
 from .training_pairs import lr_supervision
 
 Predictor = Callable[[np.ndarray], np.ndarray]
+log = logging.getLogger(__name__)
 
 
 def torch_predictor(model: torch.nn.Module, mean, std) -> Predictor:
@@ -42,12 +45,22 @@ def torch_predictor(model: torch.nn.Module, mean, std) -> Predictor:
 def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 0.1, max_depth: float = 10.0,
                     median_scaling: bool = False, csv_path: Path | None = None, previews_dir: Path | None = None,
                     previews: int = 4, desc: str = "evaluate") -> dict:
-    """Mean metrics over frames with HR ground truth; predictions of another size are resized to the ground truth."""
+    """Mean metrics over frames with HR ground truth; predictions of another size are resized to the ground truth.
+
+    Frames that cannot be read or have no ground truth are skipped and counted by reason in ``skipped`` (with what
+    the reader left out when it opened); only when no frame remains is it an error.
+    """
     rows, picked = [], []
+    skipped = Skipped()  # while scoring (the reader warned about its own when it opened)
     preview_at = set(np.linspace(0, len(frames) - 1, previews).round().astype(int).tolist()) if previews else set()
     for i in tqdm(range(len(frames)), desc=desc, dynamic_ncols=True):
-        frame = frames[i]
+        try:
+            frame = frames[i]
+        except FrameError as err:
+            skipped.add(err.reason, err.path.name)
+            continue
         if frame.depth_hr is None:
+            skipped.add("no HR ground truth", frame.name)
             continue
         pred = predict(frame.color)
         gt = frame.depth_hr
@@ -56,10 +69,13 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
         rows.append({"frame": frame.name, **depth_metrics(pred, gt, min_depth, max_depth, median_scaling)})
         if i in preview_at:
             picked.append(preview_row(frame.color, gt, pred, min_depth, max_depth))
+    skipped.warn(log, desc)
+    skipped.update(skipped_of(frames))
     if not rows:
-        raise ValueError("no frame has HR ground truth to evaluate against")
+        raise ValueError(f"no frame to evaluate: {'; '.join(skipped.lines()) or 'the data holds no frame'}")
     summary = {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
     summary["frames"] = len(rows)
+    summary["skipped"] = skipped.as_dict()
     if csv_path:
         Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
         with open(csv_path, "w", newline="") as f:
@@ -104,14 +120,21 @@ def run(args) -> None:
 
     from .datasets import open_frames
 
-    estimator = load_estimator(args.model, backend=args.backend)
-    factor = args.factor
     frames = open_frames(args.data)
+    try:
+        estimator = load_estimator(args.model, backend=args.backend)
+    except (FileNotFoundError, ImportError):
+        raise
+    except Exception as err:  # a damaged or foreign file fails in whatever way its loader does
+        raise ValueError(f"{args.model or 'the shipped model'}: cannot be loaded as a model ({type(err).__name__}); "
+                         f"damaged, truncated, or not a depth_node checkpoint, ONNX model or TensorRT engine") from err
+    factor = args.factor
     summary = evaluate_frames(lambda rgb: estimator.infer(rgb, "rgb8")[0], frames, args.min_depth, args.max_depth,
                               args.median_scaling, args.csv, args.previews, desc=f"evaluate ({estimator.backend})")
     summary.update({"model": str(args.model or "default"), "backend": estimator.backend, "data": args.data,
                     "factor": factor})
     print(format_table({Path(str(args.model or "default")).name: summary}))
+    print(f"frames scored {summary['frames']}, skipped: {summary['skipped'] or 'none'}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(summary, indent=2))

@@ -40,6 +40,7 @@ class Subset:
     def __init__(self, source: FrameSource, indices: Sequence[int]) -> None:
         self.source = source
         self.indices = indices
+        self.skipped = getattr(source, "skipped", None)  # what the source left out when it opened
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -13,8 +13,9 @@ import logging
 import re
 import sqlite3
 import struct
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,12 +27,14 @@ from rosbags.image.image import convert_color, to_cvtype
 from rosbags.rosbag2 import ReaderError
 from rosbags.typesys import Stores, get_typestore
 
+from .damaged_logs import Damage, SalvageReader, salvage_sqlite
+
 log = logging.getLogger(__name__)
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 TF_MESSAGE = "tf2_msgs/msg/TFMessage"
-DEPTH_ENCODINGS = {"16UC1", "32FC1"}
+DEPTH_ENCODINGS = {"16UC1", "mono16", "32FC1"}  # mono16 is millimetres, like 16UC1
 COLOR_3CH = {"rgb8", "bgr8", "rgba8", "bgra8", "yuv422", "uyvy", "yuyv", "yuv422_yuy2"}
 GT_TOKENS = {"gt", "groundtruth", "ground", "truth"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -87,19 +90,64 @@ def storage_paths(path: str | Path) -> list[Path]:
     return files
 
 
+class LogReader(AnyReader):
+    """rosbags' AnyReader plus ``damage``: where each file of a log cut short stopped being readable (empty for an
+    intact log)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        super().__init__(paths, default_typestore=get_typestore(Stores.LATEST))
+        self.damage: list[Damage] = []
+
+
+def _open_damaged(files: list[Path], stack: ExitStack) -> LogReader:
+    """A reader over what the storage files of a damaged log still hold (see ``damaged_logs``)."""
+    damage, readable = [], []
+    for file in files:
+        if file.suffix == ".db3":
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="depth_node_db3_")))
+            file, cut = salvage_sqlite(file, tmp / file.name)
+            damage += [cut] if cut else []
+        readable.append(file)
+    reader = LogReader(readable)
+    reader.readers = [SalvageReader(file) for file in readable]
+    reader.open()
+    stack.callback(reader.close)
+    reader.damage = damage + [r.storage.damage for r in reader.readers if getattr(r.storage, "damage", None)]
+    return reader
+
+
 @contextmanager
-def open_bag(path: str | Path) -> Iterator[AnyReader]:
-    """An open AnyReader on one bag, with any failure to open turned into a BagError naming the bag."""
+def open_bag(path: str | Path) -> Iterator[LogReader]:
+    """An open reader on one bag, with any failure to open turned into a BagError naming the bag.
+
+    A log that rosbags cannot open (cut short by a power loss: no MCAP summary, a SQLite file shorter than its
+    header) is read up to the damage instead, with one warning naming the bag and where reading stopped.
+    """
+    path = Path(path)
     paths = storage_paths(path)
-    try:
-        reader = AnyReader(paths, default_typestore=get_typestore(Stores.LATEST))
-        reader.open()
-    except (*READ_ERRORS, ValueError, KeyError) as err:  # rosbags raises several types for unreadable files
-        raise BagError(f"{path}: cannot open bag ({type(err).__name__}: {err}); truncated or corrupt?") from err
-    try:
+    with ExitStack() as stack:
+        try:
+            reader = LogReader(paths)
+            reader.open()
+            stack.callback(reader.close)
+        except (*READ_ERRORS, ValueError, KeyError) as err:  # rosbags raises several types for unreadable files
+            files = [f for p in paths for f in (sorted(p.iterdir()) if p.is_dir() else [p]) if f.suffix in
+                     STORAGE_SUFFIXES]
+            try:
+                reader = _open_damaged(files, stack)
+            except (*READ_ERRORS, ValueError, KeyError, struct.error):
+                raise BagError(f"{path}: cannot open bag ({type(err).__name__}: {err}); not a rosbag2 log or "
+                               f"damaged before its first message") from err
+            if reader.message_count == 0:
+                raise BagError(f"{path}: no complete message in the log ({'; '.join(map(str, reader.damage))})"
+                               ) from err
+            if reader.damage:
+                log.warning("%s: log cut short, reading the %d complete messages before the damage: %s", path,
+                            reader.message_count, "; ".join(map(str, reader.damage)))
+            else:
+                log.warning("%s: %s: %s; its storage files are intact and read directly", path,
+                            type(err).__name__, err)
         yield reader
-    finally:
-        reader.close()
 
 
 def list_topics(path: str | Path) -> dict[str, tuple[str, int]]:
@@ -231,6 +279,11 @@ def detect_topics(
             rich = [n for n in colors if classify_color_channels(reader, n) == 3]
             colors = rich or colors
         color = color or _one("color image", colors, bag, "--color-topic")
+        if depth is None and not kinds["depth"]:
+            images = [f"{n} ({depth_encoding(m)})" for n, info in sorted(reader.topics.items())
+                      if info.msgtype in (IMAGE, COMPRESSED) and (m := first_message(reader, n)) is not None]
+            raise BagError(f"{bag}: no depth image topic with a supported encoding (16UC1, mono16, 32FC1, "
+                           f"compressedDepth); image topics: {', '.join(images) or 'none'}; use --depth-topic")
         depth = depth or _one("depth image", _prefer_raw(kinds["depth"]), bag, "--depth-topic")
         truths = _prefer_raw(kinds["gt"])
         if gt is None and len(truths) > 1:  # ground truth is optional: do without rather than stop
@@ -320,16 +373,27 @@ def decode_compressed_depth(data: bytes, fmt: str) -> np.ndarray:
     raise DecodeError(f"compressedDepth encoding {encoding!r} is not a depth encoding (16UC1 or 32FC1)")
 
 
+def depth_encoding(msg: object) -> str:
+    """The encoding of a depth Image, or the format string of a CompressedImage."""
+    return msg.format if hasattr(msg, "format") else msg.encoding
+
+
+def supported_depth(encoding: str) -> bool:
+    """Whether ``decode_depth`` reads this encoding (or compressedDepth format string)."""
+    return encoding in DEPTH_ENCODINGS or "compresseddepth" in encoding.lower()
+
+
 def decode_depth(msg: object) -> np.ndarray:
-    """Metres (float32, 0 invalid) from 16UC1 millimetres, 32FC1 metres (NaN/inf/<=0 invalid) or compressedDepth."""
+    """Metres (float32, 0 invalid) from 16UC1/mono16 millimetres, 32FC1 metres (NaN/inf/<=0 invalid) or
+    compressedDepth."""
     if hasattr(msg, "format"):
         if "compresseddepth" not in msg.format.lower():
             raise DecodeError(f"depth CompressedImage format {msg.format!r} is not compressedDepth")
         return decode_compressed_depth(msg.data, msg.format)
     if msg.encoding not in DEPTH_ENCODINGS:
-        raise DecodeError(f"depth encoding {msg.encoding!r} is not supported (16UC1 mm or 32FC1 m)")
+        raise DecodeError(f"depth encoding {msg.encoding!r} is not supported (16UC1/mono16 mm or 32FC1 m)")
     img = image_array(msg)
-    depth = img.astype(np.float32) / 1000.0 if msg.encoding == "16UC1" else img.astype(np.float32)
+    depth = img.astype(np.float32) / 1000.0 if msg.encoding != "32FC1" else img.astype(np.float32)
     return np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
 
 

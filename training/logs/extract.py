@@ -37,6 +37,7 @@ import numpy as np
 from rosbags.highlevel import AnyReader
 from tqdm import tqdm
 
+from ..skipped import Skipped
 from .bag_reader import (
     MESSAGE_ERRORS,
     READ_ERRORS,
@@ -49,16 +50,18 @@ from .bag_reader import (
     camera_model,
     decode_color,
     decode_depth,
+    depth_encoding,
     detect_topics,
     open_bag,
     stamp_ns,
     storage_paths,
+    supported_depth,
 )
+from .extracted_set import INDEX_COLUMNS
 from .pairing import default_tolerance_ns, nearest_within, pair_nearest
 from .registration import coincident, lr_grid, register_depth
 
 log = logging.getLogger(__name__)
-INDEX_COLUMNS = ["name", "stamp_ns", "depth_stamp_ns", "color", "depth_lr", "depth_hr"]
 
 
 @dataclass
@@ -95,6 +98,7 @@ class BagIndex:
     depth_info: CameraStream
     tf: TransformTree
     corrupt: Counter
+    depth_encodings: Counter = field(default_factory=Counter)  # what the depth topic holds, for the error message
     read_error: str | None = None
 
 
@@ -142,10 +146,11 @@ def index_bag(reader: AnyReader, bag: Path, topics: Topics, progress: bool = Tru
             try:
                 msg = reader.deserialize(raw, connection.msgtype)
                 stamp = stamp_ns(msg) if connection.topic not in tf_topics else None
-            except MESSAGE_ERRORS as err:
+            except MESSAGE_ERRORS:
                 index.corrupt[connection.topic] += 1
-                log.warning("%s: %s: skipping a corrupt message (%s)", bag, connection.topic, err)
                 msg = stamp = None
+            if msg is not None and connection.topic == topics.depth:
+                index.depth_encodings[depth_encoding(msg)] += 1
             if connection.topic in streams:
                 streams[connection.topic].stamps.append(stamp)
             elif msg is None:
@@ -160,6 +165,8 @@ def index_bag(reader: AnyReader, bag: Path, topics: Topics, progress: bool = Tru
     except READ_ERRORS as err:  # a bag truncated or corrupt past its index: keep what was read
         index.read_error = f"{type(err).__name__}: {err}"
         log.warning("%s: reading stopped early (%s); using the messages before it", bag, index.read_error)
+    for topic, count in index.corrupt.items():
+        log.warning("%s: %s: %d corrupt message(s) skipped", bag, topic, count)
     for stream in (index.color_info, index.depth_info):
         if stream.model is None:
             raise BagError(f"{bag}: {stream.topic}: no readable CameraInfo message")
@@ -260,7 +267,7 @@ class Plan:
 
     jobs: dict[int, tuple[int, int | None]]  # color position -> (depth position, gt position)
     names: dict[int, str]
-    skipped: Counter
+    skipped: Skipped
     tolerance_ns: int
     pairs_done: int
 
@@ -269,11 +276,14 @@ def plan_bag(index: BagIndex, offset: int, done: dict, tolerance_ns: int | None)
     """Pair by stamp, require CameraInfo for both streams, and leave out frames extracted before."""
     color_pos, color_stamps = index.color.valid()
     depth_pos, depth_stamps = index.depth.valid()
-    skipped = Counter({"color decode error": len(index.color.stamps) - len(color_pos)})
+    skipped = Skipped()
+    for position in sorted(set(range(len(index.color.stamps))) - set(color_pos.tolist())):
+        skipped.add("color decode error", f"{offset + position:06d}: corrupt message")
     if tolerance_ns is None:
         tolerance_ns = default_tolerance_ns(color_stamps)
     pairing = pair_nearest(color_stamps, depth_stamps, tolerance_ns)
-    skipped.update(pairing.skipped)
+    for reason, count in pairing.skipped.items():
+        skipped.add(reason, count=count)
     color_info = nearest_within(np.sort(index.color_info.stamps), color_stamps, tolerance_ns)
     depth_info = nearest_within(np.sort(index.depth_info.stamps), depth_stamps, tolerance_ns)
     gt_hit = np.full(len(color_stamps), -1)
@@ -284,22 +294,22 @@ def plan_bag(index: BagIndex, offset: int, done: dict, tolerance_ns: int | None)
         gt_hit[hit >= 0] = gt_pos[order][hit[hit >= 0]]
     jobs, names, pairs_done = {}, {}, 0
     for c, d in pairing.pairs:
+        name = f"{offset + int(color_pos[c]):06d}"
         if color_info[c] < 0:
-            skipped["no color camera_info"] += 1
+            skipped.add("no color camera_info", name)
         elif depth_info[d] < 0:
-            skipped["no depth camera_info"] += 1
+            skipped.add("no depth camera_info", name)
         else:
-            name = f"{offset + int(color_pos[c]):06d}"
             if name in done:
                 pairs_done += 1
             else:
                 jobs[int(color_pos[c])] = (int(depth_pos[d]), int(gt_hit[c]) if gt_hit[c] >= 0 else None)
                 names[int(color_pos[c])] = name
-    return Plan(jobs=jobs, names=names, skipped=+skipped, tolerance_ns=int(tolerance_ns), pairs_done=pairs_done)
+    return Plan(jobs=jobs, names=names, skipped=skipped, tolerance_ns=int(tolerance_ns), pairs_done=pairs_done)
 
 
 def extract_bag(reader: AnyReader, bag: Path, index: BagIndex, geometry: Geometry, plan: Plan, writer: SetWriter,
-                progress: bool = True) -> tuple[int, int, Counter]:
+                progress: bool = True) -> tuple[int, int, Skipped]:
     """Second pass: decode, register and write each planned pair as soon as its messages have streamed past.
 
     Returns (frames written, frames with ground truth, skips by reason).
@@ -316,7 +326,7 @@ def extract_bag(reader: AnyReader, bag: Path, index: BagIndex, geometry: Geometr
     users = Counter(key for key, cs in waiting.items() for _ in cs)
     pending: dict[tuple[str, int], tuple[str, bytes]] = {}
     position = Counter()
-    written, with_gt, skipped = 0, 0, Counter()
+    written, with_gt, skipped, no_gt = 0, 0, Skipped(), Skipped()
     connections = [c for c in reader.connections if c.topic in {topics.color, topics.depth, topics.gt}]
     total = sum(c.msgcount for c in connections)
     bar = tqdm(total=total, desc=f"extract {bag.name}", disable=not progress)
@@ -343,9 +353,7 @@ def extract_bag(reader: AnyReader, bag: Path, index: BagIndex, geometry: Geometr
             depth = decode_depth(depth_msg)
             _check_size(depth, geometry.depth, bag, topics.depth, topics.depth_info)
         except MESSAGE_ERRORS as err:
-            topic = topics.color if stage == "color" else topics.depth
-            skipped[f"{stage} decode error"] += 1
-            log.warning("%s: %s: skipping frame %s (%s)", bag, topic, plan.names[c], err)
+            skipped.add(f"{stage} decode error", f"{plan.names[c]}: {err}")
             return
         depth_hr = None
         if g is not None:
@@ -353,7 +361,7 @@ def extract_bag(reader: AnyReader, bag: Path, index: BagIndex, geometry: Geometr
                 depth_hr = decode_depth(decode((topics.gt, g)))
                 _check_size(depth_hr, geometry.color, bag, topics.gt, topics.color_info)
             except MESSAGE_ERRORS as err:
-                log.warning("%s: %s: frame %s has no ground truth (%s)", bag, topics.gt, plan.names[c], err)
+                no_gt.add("ground truth decode error", f"{plan.names[c]}: {err}")
                 depth_hr = None
         registered = register_depth(depth, geometry.depth.K, geometry.T_color_depth, geometry.K_lr, geometry.lr_size)
         data, ext = _color_bytes(color_msg, rgb)
@@ -361,6 +369,7 @@ def extract_bag(reader: AnyReader, bag: Path, index: BagIndex, geometry: Geometr
         written += 1
         with_gt += depth_hr is not None
 
+    read_error = ""
     try:
         for connection, _, raw in reader.messages(connections=connections):
             bar.update()
@@ -377,14 +386,28 @@ def extract_bag(reader: AnyReader, bag: Path, index: BagIndex, geometry: Geometr
                     for k in needed:
                         release(k)
     except READ_ERRORS as err:
-        log.warning("%s: reading stopped early (%s: %s); frames written so far are kept", bag, type(err).__name__,
-                    err)
+        read_error = f"{type(err).__name__}: {err}"
+        log.warning("%s: reading stopped early (%s); frames written so far are kept", bag, read_error)
     finally:
         bar.close()
-    missing = len(plan.jobs) - written - sum(skipped.values())
+    missing = len(plan.jobs) - written - skipped.total()
     if missing > 0:
-        skipped["bag read error"] += missing
+        skipped.add("bag read error", read_error, missing)
+    for line in no_gt.lines():
+        log.warning("%s: %s", bag, line.replace("skipped", "kept without ground truth", 1))
     return written, with_gt, skipped
+
+
+def _check_depth_encodings(index: BagIndex, bag: Path) -> None:
+    """Stop before writing anything when the depth topic holds no encoding extraction can read; say so once for
+    mono16, which is read as millimetres (as the drivers that publish it mean)."""
+    seen = index.depth_encodings
+    if seen and not any(supported_depth(e) for e in seen):
+        listing = ", ".join(f"{e!r} x{n}" for e, n in seen.most_common())
+        raise BagError(f"{bag}: {index.topics.depth}: no supported depth encoding (saw {listing}; supported: 16UC1, "
+                       f"mono16, 32FC1, compressedDepth png)")
+    if "mono16" in seen:
+        log.warning("%s: %s: mono16 depth read as millimetres", bag, index.topics.depth)
 
 
 def _camera_json(model: CameraModel, topic: str) -> dict:
@@ -437,7 +460,7 @@ def extract(
     summary_path = out_dir / "summary.json"
     if summary_path.exists():
         old = json.loads(summary_path.read_text()).get("options")
-        if old != options:
+        if old != options and read_index(out_dir):  # a run that wrote nothing may be retried with other options
             raise BagError(f"{out_dir} holds an extraction made with other options ({old}); use another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"complete": False, "options": options, "bags": []}
@@ -445,25 +468,32 @@ def extract(
 
     writer = SetWriter(out_dir)
     offset = 0
+    every_skip = Skipped()  # with example frames and causes, for the error when nothing is extracted
     try:
         for bag in map(Path, bags):
             with open_bag(bag) as reader:
                 topics = detect_topics(reader, bag, color_topic, depth_topic, color_info_topic, depth_info_topic,
                                        gt_topic)
                 index = index_bag(reader, bag, topics, progress)
+                _check_depth_encodings(index, bag)
                 geometry = bag_geometry(index, bag)
                 _write_intrinsics(out_dir, geometry, topics, bag)
                 tol = None if tolerance is None else round(tolerance * 1e9)
                 plan = plan_bag(index, offset, writer.done, tol)
                 written, with_gt, skipped = extract_bag(reader, bag, index, geometry, plan, writer, progress)
+                messages_read, damage = reader.message_count, reader.damage
             skipped.update(plan.skipped)
+            every_skip.update(skipped)
+            skipped.warn(log, str(bag))
             summary["bags"].append({
                 "path": str(bag), "topics": vars(topics), "color_frames": len(index.color.stamps),
                 "depth_frames": len(index.depth.stamps), "pairs": plan.pairs_done + written,
-                "ground_truth_frames": with_gt, "skipped": dict(sorted(skipped.items())),
+                "ground_truth_frames": with_gt, "skipped": skipped.as_dict(),
                 "corrupt_messages": dict(index.corrupt), "tolerance_ns": plan.tolerance_ns,
                 "registration": "pass-through" if geometry.passthrough else "footprint splatting",
-                "factor": geometry.factor, "read_error": index.read_error})
+                "factor": geometry.factor, "read_error": index.read_error,
+                "depth_encodings": dict(index.depth_encodings), "messages_read": messages_read,
+                "truncated": [str(d) for d in damage] or None})
             offset += len(index.color.stamps)
     finally:
         writer.close()
@@ -473,6 +503,7 @@ def extract(
         totals.update(entry["skipped"])
     summary.update({
         "complete": True,
+        "truncated": any(b["truncated"] for b in summary["bags"]),
         "color_frames": sum(b["color_frames"] for b in summary["bags"]),
         "depth_frames": sum(b["depth_frames"] for b in summary["bags"]),
         "pairs": sum(b["pairs"] for b in summary["bags"]),
@@ -480,6 +511,9 @@ def extract(
         "frames_in_set": len(writer.done),
     })
     _write_atomic(summary_path, json.dumps(summary, indent=2).encode())
+    if not writer.done:
+        why = "; ".join(every_skip.lines()) or "no color frame had a pair"
+        raise BagError(f"no pair extracted from {', '.join(map(str, bags))} ({why}; {summary_path} has the details)")
     return summary
 
 
@@ -510,6 +544,9 @@ def format_summary(summary: dict) -> str:
     for bag in summary["bags"]:
         lines.append(f"  {bag['path']}: {bag['topics']['color']} + {bag['topics']['depth']} -> {bag['pairs']} pairs "
                      f"({bag['registration']}, factor {bag['factor']:g}, tolerance {bag['tolerance_ns'] / 1e6:g} ms)")
+        if bag["truncated"]:
+            lines.append(f"    log truncated: {bag['messages_read']} complete messages recovered; "
+                         f"{'; '.join(bag['truncated'])}")
         if bag["corrupt_messages"] or bag["read_error"]:
             lines.append(f"    corrupt messages {bag['corrupt_messages']}, read error {bag['read_error']}")
     return "\n".join(lines)

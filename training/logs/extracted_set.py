@@ -10,6 +10,9 @@ import cv2
 import numpy as np
 
 from ..frames import Frame
+from ..skipped import FrameError, LeavesOut
+
+INDEX_COLUMNS = ["name", "stamp_ns", "depth_stamp_ns", "color", "depth_lr", "depth_hr"]  # of index.csv (extract.py)
 
 
 def is_extracted_set(path: str | Path) -> bool:
@@ -18,31 +21,52 @@ def is_extracted_set(path: str | Path) -> bool:
     return (path / "index.csv").is_file() and (path / "intrinsics.json").is_file()
 
 
-def _read(path: Path, flags: int) -> np.ndarray:
+def _read(path: Path, flags: int, what: str) -> np.ndarray:
     image = cv2.imread(str(path), flags)
     if image is None:
-        raise OSError(f"{path}: missing or unreadable image")
+        raise FrameError(f"unreadable {what} image", path)
     return image
 
 
 def _depth(path: Path) -> np.ndarray:
-    return _read(path, cv2.IMREAD_UNCHANGED).astype(np.float32) / 1000.0
+    return _read(path, cv2.IMREAD_UNCHANGED, "depth").astype(np.float32) / 1000.0
 
 
-class ExtractedSet:
-    """A FrameSource over an extracted set, in time order; images are read when a frame is asked for."""
+class ExtractedSet(LeavesOut):
+    """A FrameSource over an extracted set, in time order; images are read when a frame is asked for.
+
+    Rows whose files are missing (deleted, or a copy of the set left incomplete) are left out and counted in
+    ``skipped``.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not is_extracted_set(self.path):
             raise FileNotFoundError(f"{self.path}: not an extracted set (index.csv and intrinsics.json expected)")
-        intrinsics = json.loads((self.path / "intrinsics.json").read_text())
-        self.K = np.array(intrinsics["color"]["K"], dtype=np.float64)
-        self.factor = float(intrinsics["factor"])
-        self.lr_size = (intrinsics["lr"]["width"], intrinsics["lr"]["height"])
+        try:
+            intrinsics = json.loads((self.path / "intrinsics.json").read_text())
+            self.K = np.array(intrinsics["color"]["K"], dtype=np.float64).reshape(3, 3)
+            self.factor = float(intrinsics["factor"])
+            self.lr_size = (int(intrinsics["lr"]["width"]), int(intrinsics["lr"]["height"]))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{self.path / 'intrinsics.json'}: not as extract writes it ({err!r})") from None
         with open(self.path / "index.csv", newline="") as f:
-            rows = [row for row in csv.DictReader(f) if row.get("depth_lr")]
-        self.rows = sorted(rows, key=lambda row: int(row["stamp_ns"]))
+            reader = csv.DictReader(f)
+            missing = set(INDEX_COLUMNS) - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{self.path / 'index.csv'}: no column(s) {sorted(missing)}")
+            rows = [row for row in reader if row.get("depth_lr")]
+        kept = []
+        for row in rows:
+            missing = [c for c in ("color", "depth_lr", "depth_hr") if row[c] and not (self.path / row[c]).is_file()]
+            if missing:
+                self.leave_out(int(row["name"]), f"missing {missing[0]} file", row[missing[0]])
+            else:
+                kept.append(row)
+        if not kept:
+            raise FileNotFoundError(f"{self.path}: no usable frame in index.csv ({'; '.join(self.skipped.lines())})"
+                                    if self.skipped else f"{self.path}: index.csv lists no frame")
+        self.rows = sorted(kept, key=lambda row: int(row["stamp_ns"]))
         self.color_numbers = [int(row["name"]) for row in self.rows]  # position in the color stream
 
     def __len__(self) -> int:
@@ -50,7 +74,7 @@ class ExtractedSet:
 
     def __getitem__(self, index: int) -> Frame:
         row = self.rows[index]
-        color = cv2.cvtColor(_read(self.path / row["color"], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        color = cv2.cvtColor(_read(self.path / row["color"], cv2.IMREAD_COLOR, "color"), cv2.COLOR_BGR2RGB)
         return Frame(
             name=row["name"],
             color=color,
