@@ -31,7 +31,7 @@ OUTPUTS = {"depth/image": "sensor_msgs/msg/Image", "depth/camera_info": "sensor_
 DIAGNOSTICS = "/diagnostics"
 PREVIEWS = 4
 BRIEF_TRAINING = ["data.crop_height=128", "data.crop_width=160", "train.batch_size=2", "train.warmup_steps=5",
-                  "train.log_every=5",
+                  "train.log_every=5", "loss.teacher_steps=50",
                   "train.checkpoint_every=1000000"]
 
 

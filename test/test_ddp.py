@@ -26,7 +26,8 @@ def test_two_process_ddp_fit(redkitchen, tmp_path):
         for suffix in ("color.jpg", "depth.png"):
             (data / f"frame-{i:06d}.{suffix}").symlink_to(redkitchen / f"frame-{i:06d}.{suffix}")
     overrides = ["train.steps=2", "train.batch_size=2", "train.device=cpu", "model.pretrained=false",
-                 "data.crop_height=64", "data.crop_width=96", "train.log_every=1", "train.checkpoint_every=1"]
+                 "data.crop_height=64", "data.crop_width=96", "train.log_every=1", "train.checkpoint_every=1",
+                 "loss.teacher_steps=3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     script = tmp_path / "ddp_fit.py"
     script.write_text(SCRIPT)
