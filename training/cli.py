@@ -1,17 +1,30 @@
-"""``depth-train``: fit, evaluate, export, build-engine, extract, sample-bag."""
+"""``depth-train``: fit, evaluate, export, quantize, build-engine, extract, sample-bag.
+
+Each subcommand's module is imported only when that subcommand runs, so a command's own dependencies are all it needs:
+``depth-train build-engine`` works on a robot without torch or rosbags.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
-from . import engine, evaluate, export
-from .config import load_config
-from .logs import extract, sample_bag
+# name: (module that registers it, relative to this package; one-line help for the command list)
+COMMANDS = {
+    "fit": ("", "train the estimator (weakly supervised by LR depth)"),
+    "evaluate": (".evaluate", "metrics of a model against HR ground truth"),
+    "export": (".export", "export a checkpoint to ONNX (normalisation inside the graph)"),
+    "quantize": (".quantize", "INT8 Q/DQ model from an exported ONNX, calibrated on frames"),
+    "build-engine": (".engine", "build a TensorRT engine from an exported ONNX model (alias of depth-engine)"),
+    "extract": (".logs.extract", "extract paired, registered frames from rosbag2 logs"),
+    "sample-bag": (".logs.sample_bag", "write a small synthetic robot log (rosbag2) with ground truth"),
+}
 
 
 def run_fit(args: argparse.Namespace) -> None:
+    from .config import load_config
     from .train import fit
 
     cfg = load_config(args.config, args.overrides)
@@ -31,13 +44,30 @@ def register_fit(subparsers) -> None:
     p.set_defaults(func=run_fit)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="depth-train", description=__doc__)
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser with the command named in ``argv`` fully registered (its module imported) and the others listed."""
+    parser = argparse.ArgumentParser(prog="depth-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    register_fit(subparsers)
-    for module in (evaluate, export, engine, extract, sample_bag):
-        module.register(subparsers)
-    args = parser.parse_args(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in COMMANDS.items():
+        if name != chosen:
+            subparsers.add_parser(name, help=help_text, add_help=False)
+        elif not module:
+            register_fit(subparsers)
+        else:
+            try:
+                importlib.import_module(module, __package__).register(subparsers)
+            except ImportError as error:
+                print(f"depth-train {name}: error: {error} (the training tools need `pip install -e .[train,onnx]`)",
+                      file=sys.stderr)
+                raise SystemExit(2) from error
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         args.func(args)
     except (FileNotFoundError, ValueError, ImportError, RuntimeError) as error:
