@@ -191,8 +191,8 @@ def wanted_key(onnx_path: Path, precision: str | None = None, profile: Profile |
     trt = tensorrt()
     resolved, typing = plan_precision(onnx_precision(onnx_path), precision, trt.__version__)
     problem = tensorrt_qdq_problem(onnx_path) if resolved == "int8" else None
-    if problem is not None:
-        raise ValueError(f"{onnx_path}: {problem}")
+    if problem is not None:  # RuntimeError: `auto` then runs the model on ONNX Runtime instead
+        raise RuntimeError(f"TensorRT cannot build {onnx_path}: {problem}")
     return engine_key(machine_key(), resolved, typing, profile, workspace_gib, file_sha256(onnx_path))
 
 

@@ -21,16 +21,19 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 log = logging.getLogger(__name__)
 
 
-def providers(cache: Path, available: list[str] | None = None, tensorrt_installed: bool | None = None) -> list:
+def providers(cache: Path, available: list[str] | None = None, tensorrt_installed: bool | None = None,
+              model_precision: str = "fp32") -> list:
     """Fastest first. The TensorRT EP is only offered when TensorRT itself is installed (onnxruntime-gpu lists it
-    regardless and would log an error per session); its engines go to the same cache dir as ours. fp16 is enabled on
-    it (reported as the session's precision), INT8 where the model is Q/DQ."""
+    regardless and would log an error per session); its engines go to the same cache dir as ours. On an fp32 model it
+    runs fp16 (reported as the session's precision); fp16 and Q/DQ models get no precision flag, so the EP builds them
+    strongly typed in their own precision."""
     available = ort.get_available_providers() if available is None else available
     if tensorrt_installed is None:
         tensorrt_installed = importlib.util.find_spec("tensorrt") is not None
     chosen: list = []
     if "TensorrtExecutionProvider" in available and tensorrt_installed:
-        chosen.append(("TensorrtExecutionProvider", {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
+        chosen.append(("TensorrtExecutionProvider", {"trt_fp16_enable": model_precision == "fp32",
+                                                     "trt_engine_cache_enable": True,
                                                      "trt_engine_cache_path": str(cache / "onnxruntime-trt")}))
     if "CUDAExecutionProvider" in available:
         chosen.append("CUDAExecutionProvider")
@@ -72,14 +75,17 @@ def missing_providers(requested: list, used: list[str]) -> list[str]:
     return [n for n in names if n in GPU_PROVIDERS and n not in used]
 
 
-def graph_precision(session: ort.InferenceSession, onnx_path: Path) -> str:
-    """int8 for Q/DQ models, fp16 for fp16 exports, else fp32 (read from the model file, as the engine builder does)."""
-    try:
-        from depth_node.engine_build import onnx_precision
+def model_precision(onnx_path: Path) -> str:
+    """int8 for Q/DQ models, fp16 for fp16 exports, else fp32 (read from the graph, as the engine builder does)."""
+    from depth_node.engine_build import onnx_precision
+    from depth_node.estimator import onnx_metadata
 
+    try:
         return onnx_precision(onnx_path)
-    except ImportError:  # no `onnx` package: fall back to the declared metadata
-        return session.get_modelmeta().custom_metadata_map.get("precision", "fp32")
+    except ImportError:  # no `onnx` package: the precision the export declared
+        return onnx_metadata(onnx_path).get("precision", "fp32")
+    except Exception as error:  # an unreadable file: ONNX Runtime reports it when it loads the model
+        raise RuntimeError(f"ONNX Runtime cannot load {onnx_path}: {error}") from error
 
 
 class OnnxRuntimeBackend:
@@ -92,7 +98,8 @@ class OnnxRuntimeBackend:
         # Idle worker threads sleep instead of spinning: a robot's CPU is shared with the rest of its stack, and on a
         # busy 2-core machine spinning made 640x480 inference 1.5x slower (310 vs 213 ms median).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        requested = providers(Path(cache)) if requested is None else requested
+        precision = model_precision(Path(onnx_path))
+        requested = providers(Path(cache), model_precision=precision) if requested is None else requested
         preload_gpu_libraries(requested)
         try:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=requested)
@@ -109,8 +116,7 @@ class OnnxRuntimeBackend:
         h, w = image.shape[1:3] if nhwc else image.shape[2:]
         self.input_size = (h, w) if isinstance(h, int) and isinstance(w, int) else None
         self.providers = self.session.get_providers()
-        self.precision = session_precision(graph_precision(self.session, Path(onnx_path)), self.providers,
-                                           self.session.get_provider_options())
+        self.precision = session_precision(precision, self.providers, self.session.get_provider_options())
         self.missing = missing_providers(requested, self.providers)
         if self.missing:
             log.warning("ONNX Runtime could not load %s (see its error above: CUDA/cuDNN/TensorRT libraries missing or "

@@ -25,8 +25,7 @@ def check_batch(batch: np.ndarray, dtype: np.dtype, layout: str) -> None:
     want = "(1,H,W,3)" if layout == "uint8_nhwc" else "(1,3,H,W)"
     if not isinstance(batch, np.ndarray):
         raise ValueError(f"TensorRT input must be a numpy array {want} {np.dtype(dtype)}, got {type(batch).__name__}")
-    channels = batch.shape[-1] if layout == "uint8_nhwc" else (batch.shape[1] if batch.ndim > 1 else None)
-    if batch.ndim != 4 or batch.shape[0] != 1 or channels != 3:
+    if batch.ndim != 4 or batch.shape[0] != 1 or batch.shape[3 if layout == "uint8_nhwc" else 1] != 3:
         raise ValueError(f"TensorRT input must have shape {want}, got {batch.shape}")
     if batch.dtype != dtype:
         raise ValueError(f"TensorRT input must be {np.dtype(dtype)} {want}, got {batch.dtype}")
