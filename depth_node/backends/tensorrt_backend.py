@@ -68,7 +68,8 @@ class TensorRTBackend:
                                f"`depth-engine --onnx MODEL.onnx --engine {engine_path}`")
         record = read_record(engine_path)
         self.metadata = dict(record["metadata"])
-        self.precision = f"{record['precision']} ({record['typing']}ly typed)"
+        typing = record.get("typing", "weak")  # records from before strong typing have no such field
+        self.precision = f"{record['precision']} ({typing}ly typed)"
         self.providers = ["TensorRT"]
         self.layout = input_layout(self.metadata)
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
