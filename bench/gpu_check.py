@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA, help="7-Scenes redkitchen folder (real 640x480 frames)")
     parser.add_argument("--iters", type=int, default=200, help="timed runs per path")
     parser.add_argument("--out", type=Path, default=Path("bench/results/gpu_check.json"))
+    parser.add_argument("--budget-s", type=float, default=240.0,
+                        help="start no further path after this many seconds (what was skipped is recorded)")
     args = parser.parse_args(argv)
     checkpoint, onnx = MODEL_DIR / "default.pt", MODEL_DIR / "default.onnx"
     frames = read_frames(args.data, FRAMES)
@@ -185,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in paths.items():
             if not callable(path):
                 rows[name] = {"not_run": path}
+                continue
+            if time.perf_counter() - started > args.budget_s:
+                rows[name] = {"not_run": f"time budget of {args.budget_s:.0f} s spent before it started"}
                 continue
             print(f"{name} ...", flush=True)
             try:

@@ -16,4 +16,4 @@ fi
 if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 fi
-exec timeout 330 "$PYTHON" bench/gpu_check.py "$@"
+exec timeout 355 "$PYTHON" bench/gpu_check.py "$@"   # it starts no new path after 240 s
