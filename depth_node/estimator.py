@@ -268,8 +268,8 @@ def load_estimator(model: str | None = None, backend: str = "auto", engine_cache
     (and, with a warning, one that fails to load). A checkpoint on ONNX Runtime or TensorRT is exported to ONNX in the
     cache dir first, and an ONNX model on TensorRT is built into an engine there (``depth_node.engine_build``), keyed by
     the ONNX file's hash, the GPU, the TensorRT version, precision, profile and workspace, so a stale engine is rebuilt
-    and never used. ``input_size`` (height, width) sets what
-    images are resized to (checkpoints and dynamic models only; default: the model's own size).
+    and never used. ``input_size`` (height, width) sets what images are resized to (checkpoints and dynamic models
+    only; default: the model's own size). The estimator's ``providers`` and ``precision`` say what actually runs.
     """
     if model:
         path = Path(model).expanduser()

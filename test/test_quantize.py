@@ -52,7 +52,7 @@ def test_quantized_model_is_checked_qdq_with_a_float_head(fp32_onnx, int8_onnx):
 
 def test_estimator_runs_int8_within_tolerance_on_held_out_frames(fp32_onnx, int8_onnx, redkitchen):
     fp32 = load_estimator(str(fp32_onnx), "onnxruntime")
-    int8 = load_estimator(str(int8_onnx), "onnxruntime")  # what the node does with model:=m.int8.onnx
+    int8 = load_estimator(str(int8_onnx))  # what the node does with model:=m.int8.onnx (backend auto)
     assert int8.precision == "int8 (Q/DQ)" and int8.providers == ["CPUExecutionProvider"]
     frames = open_frames(f"{redkitchen}@500:600")
     rel_changes, abs_rel = [], {"fp32": [], "int8": []}
