@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from depth_node_training.export import export_onnx
 
 from depth_node.backends.tensorrt_backend import check_batch
 from depth_node.engine_build import (
@@ -33,6 +32,7 @@ from depth_node.estimator import unavailable_reason
 
 MACHINE = {"tensorrt": "10.13.0.35", "gpu": "NVIDIA RTX A2000", "compute_capability": "8.6"}
 PROFILE = ((120, 160), (480, 640), (960, 1280))
+DEFAULT_ONNX = Path(__file__).resolve().parents[1] / "depth_node" / "models" / "default.onnx"
 DYNAMIC_META = {"dynamic": "true", "input_height": "480", "input_width": "640"}
 
 
@@ -126,11 +126,9 @@ def test_runner_input_checks_name_the_problem():
         check_batch(np.zeros((1, 3, 48, 64), np.uint8), np.dtype(np.uint8), "uint8_nhwc")
 
 
-def test_onnx_precision_of_real_exports(checkpoint, tmp_path):
-    assert onnx_precision(export_onnx(str(checkpoint), tmp_path / "a.onnx", 64, 96)) == "fp32"
-    fp16 = export_onnx(str(checkpoint), tmp_path / "b.onnx", 64, 96, precision="fp16")
-    assert onnx_precision(fp16) == "fp16"
-    assert tensorrt_qdq_problem(fp16) is None
+def test_onnx_precision_of_the_packaged_export():
+    """fp16 exports and Q/DQ models: test_export.py and test_quantize.py."""
+    assert onnx_precision(DEFAULT_ONNX) == "fp32" and tensorrt_qdq_problem(DEFAULT_ONNX) is None
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -141,7 +139,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_depth_engine_errors_are_one_line_and_exit_2(tmp_path):
     missing = run_cli("--onnx", str(tmp_path / "missing.onnx"))
     assert missing.returncode == 2 and "missing.onnx" in missing.stderr and "Traceback" not in missing.stderr
-    static = Path(__file__).resolve().parents[1] / "depth_node" / "models" / "default.onnx"
+    static = DEFAULT_ONNX
     profile = run_cli("--onnx", str(static), "--max-size", "960x1280")
     assert profile.returncode == 2 and "dynamic exports only" in profile.stderr
     size = run_cli("--onnx", str(static), "--max-size", "960by1280")
@@ -150,7 +148,7 @@ def test_depth_engine_errors_are_one_line_and_exit_2(tmp_path):
 
 @pytest.mark.skipif(unavailable_reason("tensorrt") is None, reason="TensorRT and a GPU are present")
 def test_depth_engine_without_tensorrt_says_what_to_install(tmp_path):
-    static = Path(__file__).resolve().parents[1] / "depth_node" / "models" / "default.onnx"
+    static = DEFAULT_ONNX
     result = run_cli("--onnx", str(static), "--engine", str(tmp_path / "m.engine"))
     assert result.returncode == 2 and "tensorrt" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.engine").exists()
