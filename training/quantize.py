@@ -8,13 +8,12 @@ Two activation encodings, because the two runtimes want different ones (measured
 - default, asymmetric UINT8 activations: ONNX Runtime's x86 integer kernels (U8S8) run the whole network fused
   (ReLU6 clips folded into the quantization range). On this project's AVX2 CPU it is about 2x faster than fp32.
 - ``--symmetric``, INT8 activations with zero point 0 and float biases: what TensorRT requires, so ``depth-engine``
-  builds it into a strongly typed INT8 engine. ONNX Runtime runs it too, on x86 only a little faster than fp32 (the
-  clips stay in float between quantize/dequantize pairs).
+  builds it into a strongly typed INT8 engine. ONNX Runtime runs it too, but on x86 no faster than fp32 (the clips
+  stay in float between quantize/dequantize pairs).
 
 What stays in float: the input stage (normalisation of 0..255 RGB and padding), and the depth head with everything
 after it (its 3x3 conv, the upsampling, sigmoid and exp that map logits to metres: quantizing them adds error straight
-onto the output). Depthwise convolutions are quantized: keeping them in float measured both slower (float islands
-between integer layers) and less accurate.
+onto the output). Depthwise convolutions are quantized: keeping them in float measured no faster and less accurate.
 """
 
 from __future__ import annotations
@@ -72,6 +71,7 @@ def quantize(onnx_path: Path, calib: str, out: Path, frames: int = 32, method: s
         QuantType,
         quantize_static,
     )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     onnx_path, out = Path(onnx_path), Path(out)
     if not onnx_path.is_file():
@@ -96,7 +96,7 @@ def quantize(onnx_path: Path, calib: str, out: Path, frames: int = 32, method: s
     try:
         with tempfile.TemporaryDirectory() as work:  # calibration writes an augmented model next to its input
             source = Path(work) / "model.onnx"
-            source.write_bytes(onnx_path.read_bytes())
+            quant_pre_process(str(onnx_path), str(source))  # the recommended step: shape inference (names unchanged)
             quantize_static(str(source), str(tmp), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                             reduce_range=reduce_range, weight_type=QuantType.QInt8,
                             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
