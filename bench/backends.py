@@ -8,6 +8,12 @@ machine's peak. Prints a table and writes JSON:
 
 On a shared machine the load average is recorded too: a busy CPU slows every backend alike, but read figures from
 separate runs with care. Target on the CPU: ONNX Runtime at 640x480 at least 1.5x faster than PyTorch eager.
+
+``--int8`` compares explicit INT8 (``depth-train quantize``) with the fp32 ONNX model on ONNX Runtime's CPU provider
+instead: quantized variants calibrated on redkitchen frames 0-399, AbsRel against the ground truth of frames 500-599
+(never calibrated on), and latency at 640x480 with fp32 and INT8 interleaved in one run:
+
+    python bench/backends.py --int8 --out bench/results/int8.json
 """
 
 from __future__ import annotations
@@ -33,7 +39,22 @@ from torch.utils.flop_counter import FlopCounterMode
 from depth_node.default_model import MODEL_DIR
 from depth_node.estimator import BACKENDS, load_estimator, unavailable_reason
 
-FRAME = Path(__file__).resolve().parents[2] / "shared" / "data" / "redkitchen" / "frame-000000.color.jpg"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "redkitchen"
+FRAME = DATA / "frame-000000.color.jpg"
+# name: depth_node_training.quantize.quantize keyword arguments
+INT8_VARIANTS = {
+    "uint8 activations (default)": {},
+    "int8 symmetric (--symmetric, TensorRT)": {"symmetric": True},
+    "uint8, depthwise convs in float": {"keep_depthwise": True},
+}
+
+
+def read_frame(path: Path = FRAME) -> np.ndarray:
+    """A real 640x480 RGB frame (random pixels when the data is absent: speed does not depend on content)."""
+    frame = cv2.imread(str(path))
+    if frame is None:
+        return np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -111,7 +132,7 @@ def default_or_random_model(tmp: Path) -> tuple[Path, str]:
 
 
 def on_cpu(device: str) -> bool:
-    return device == "cpu" or device.startswith("CPUExecutionProvider")
+    return device == "cpu" or device.startswith("CPUExecutionProvider")  # ORT's device names its first provider
 
 
 def format_rows(rows: list[dict]) -> str:
@@ -125,6 +146,71 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def int8_comparison(onnx_path: Path, image: np.ndarray, iters: int, tmp: Path, calib_frames: int) -> dict:
+    """AbsRel on held-out frames and interleaved 640x480 latency of fp32 vs each INT8 variant (ONNX Runtime CPU)."""
+    from depth_node_training.datasets import open_frames
+    from depth_node_training.evaluate import evaluate_frames
+    from depth_node_training.quantize import quantize
+
+    calib, held_out = f"{DATA}@0:400", open_frames(f"{DATA}@500:600")
+    models = {"fp32": onnx_path}
+    for name, options in INT8_VARIANTS.items():
+        models[name] = quantize(onnx_path, calib, tmp / f"int8-{len(models)}.onnx", calib_frames, **options)
+    estimators = {name: load_estimator(str(path), "onnxruntime") for name, path in models.items()}
+    reference = estimators["fp32"].infer(image)[0]
+    rows = {}
+    for name, estimator in estimators.items():
+        summary = evaluate_frames(lambda rgb, e=estimator: e.infer(rgb)[0], held_out, previews=0, desc=name)
+        depth = estimator.infer(image)[0]
+        rows[name] = {"precision": estimator.precision, "abs_rel": summary["abs_rel"], "rmse": summary["rmse"],
+                      "delta1": summary["delta1"], "frames": summary["frames"],
+                      "mean_abs_diff_m": float(np.abs(depth - reference).mean()),
+                      "mean_rel_diff": float(np.mean(np.abs(depth - reference) / reference))}
+    times: dict[str, list[float]] = {name: [] for name in estimators}
+    for estimator in estimators.values():
+        for _ in range(3):
+            estimator.infer(image)
+    for _ in range(iters):  # interleaved: load changes on a shared machine hit every model alike
+        for name, estimator in estimators.items():
+            t = time.perf_counter()
+            estimator.infer(image)
+            times[name].append(1e3 * (time.perf_counter() - t))
+    for name, row in rows.items():
+        row["median_ms"] = float(np.median(times[name]))
+        row["speedup_vs_fp32"] = float(np.median(times["fp32"]) / row["median_ms"])
+        row["abs_rel_change"] = row["abs_rel"] - rows["fp32"]["abs_rel"]
+    return rows
+
+
+def format_int8(rows: dict) -> str:
+    lines = ["| model | AbsRel | ΔAbsRel | RMSE m | δ<1.25 | mean abs diff vs fp32 | median ms 640x480 | speedup |",
+             "|" + " --- |" * 8]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {r['abs_rel']:.4f} | {r['abs_rel_change']:+.4f} | {r['rmse']:.3f} | "
+                     f"{r['delta1']:.3f} | {r['mean_abs_diff_m'] * 1e3:.1f} mm ({r['mean_rel_diff']:.1%}) | "
+                     f"{r['median_ms']:.1f} | {r['speedup_vs_fp32']:.2f}x |")
+    return "\n".join(lines)
+
+
+def main_int8(args: argparse.Namespace, image: np.ndarray) -> None:
+    onnx_path = Path(args.onnx) if args.onnx else MODEL_DIR / "default.onnx"
+    machine = {**cpu_info(), "load_average_before": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = int8_comparison(onnx_path, image, args.iters, Path(tmp), args.calib_frames)
+    machine["load_average_after"] = os.getloadavg()
+    print(f"\nmodel: {onnx_path}; machine: {machine['model']}, {machine['cores']} cores, load average "
+          f"{machine['load_average_before'][0]:.2f} -> {machine['load_average_after'][0]:.2f}")
+    print(format_int8(rows))
+    default = rows["uint8 activations (default)"]
+    print(f"default INT8: AbsRel {default['abs_rel_change']:+.4f} vs fp32 (target within 0.01), "
+          f"{default['speedup_vs_fp32']:.2f}x faster (target >= 1.3x, aim 1.5x)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"model": str(onnx_path), "calibration": "redkitchen@0:400",
+                                    "calib_frames": args.calib_frames, "evaluation": "redkitchen@500:600",
+                                    "iters": args.iters, "machine": machine, "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="checkpoint (.pt); default: the shipped model, else random weights")
@@ -133,13 +219,17 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("bench/results/backends.json"))
+    parser.add_argument("--int8", action="store_true", help="compare INT8 Q/DQ variants with fp32 ONNX instead")
+    parser.add_argument("--onnx", help="--int8: fixed-size fp32 ONNX model (default: the packaged default.onnx)")
+    parser.add_argument("--calib-frames", type=int, default=32, help="--int8: calibration frames from 0-399")
     args = parser.parse_args()
+    if args.int8:
+        main_int8(args, read_frame())
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         model, model_note = (Path(args.model), args.model) if args.model else default_or_random_model(Path(tmp))
-        frame = cv2.imread(str(FRAME))
-        image = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame is not None else \
-            np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        image = read_frame()
         cpu = cpu_info()
         machine = {**cpu, "load_average_before": os.getloadavg(), "sgemm_gflops": measured_sgemm_gflops(),
                    "torch": torch.__version__, "torch_threads": torch.get_num_threads(),

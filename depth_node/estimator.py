@@ -42,9 +42,11 @@ class Backend(Protocol):
     device: str  # where it runs, e.g. "cpu", "cuda:0 (NVIDIA H100)", "CUDAExecutionProvider"
     input_size: tuple[int, int] | None  # fixed (height, width) of the model, None when it takes any size
     metadata: dict[str, str]  # the export metadata (see depth_node_training.export.deployment_metadata)
+    providers: list[str]  # what actually runs it, e.g. ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    precision: str  # what it computes in, e.g. "fp32", "fp16 (TensorRT EP trt_fp16_enable)", "int8 (Q/DQ)"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """(1,3,H,W) float32 RGB 0..255 -> (H,W) float32 depth in metres."""
+        """(1,3,H,W) float32 RGB 0..255, or (1,H,W,3) uint8 RGB for uint8 exports -> (H,W) float32 metres."""
         ...
 
 
@@ -56,24 +58,34 @@ class Estimator:
         self.backend = runner.name
         self.device = runner.device
         self.metadata = dict(runner.metadata)
+        self.providers = list(getattr(runner, "providers", [runner.device]))
+        self.precision = str(getattr(runner, "precision", "fp32"))
         self.input_size = input_size  # what images are resized to; None: run at the image's own size
+        self.input_format = self.metadata.get("input_format", "float32_nchw")
         self.min_depth = float(self.metadata["min_depth"])
         self.max_depth = float(self.metadata["max_depth"])
 
     def __repr__(self) -> str:
         size = "any size" if self.input_size is None else "{}x{}".format(*self.input_size)
-        return f"Estimator({self.backend} on {self.device}, input {size}, depth {self.min_depth}..{self.max_depth} m)"
+        return (f"Estimator({self.backend}, providers {'+'.join(self.providers)}, precision "
+                f"{self.precision}, input {size} {self.input_format}, depth {self.min_depth}..{self.max_depth} m)")
 
     def infer(self, image: np.ndarray, encoding: str = "rgb8") -> tuple[np.ndarray, dict[str, float]]:
-        """HxWx3 uint8 image (``rgb8`` or ``bgr8``) -> (HxW float32 depth in metres, stage timings in ms)."""
+        """HxWx3 uint8 image (``rgb8`` or ``bgr8``) -> (HxW float32 depth in metres, stage timings in ms).
+
+        The timings are preprocess, inference and postprocess, plus whatever stages the backend reports inside
+        inference (the TensorRT runner: ``stage_in``, ``upload``, ``execute``, ``download``).
+        """
         t0 = time.perf_counter()
-        batch = to_network_input(image, encoding, self.input_size)
+        batch = to_network_input(image, encoding, self.input_size, self.input_format)
         t1 = time.perf_counter()
         depth = self.runner.run(batch)
         t2 = time.perf_counter()
         depth = resize_depth(depth, image.shape[:2])
         t3 = time.perf_counter()
-        return depth, {"preprocess": 1e3 * (t1 - t0), "inference": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
+        timings = {"preprocess": 1e3 * (t1 - t0), "inference": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
+        timings.update(getattr(self.runner, "last_timings", {}))
+        return depth, timings
 
 
 def _cv2():
@@ -85,8 +97,13 @@ def _cv2():
     return cv2
 
 
-def to_network_input(image: np.ndarray, encoding: str, size: tuple[int, int] | None) -> np.ndarray:
-    """HxWx3 uint8 -> (1,3,h,w) float32 RGB 0..255 at ``size`` (None: unchanged); area filter when shrinking."""
+def to_network_input(image: np.ndarray, encoding: str, size: tuple[int, int] | None,
+                     input_format: str = "float32_nchw") -> np.ndarray:
+    """HxWx3 uint8 -> (1,3,h,w) float32 RGB 0..255 at ``size`` (None: unchanged); area filter when shrinking.
+
+    ``uint8_nhwc`` models (``depth-train export --uint8-input``) get (1,h,w,3) uint8 RGB instead: a quarter of the
+    bytes to upload, converted and normalised inside the graph.
+    """
     if encoding not in ENCODINGS:
         raise ValueError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}")
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -96,6 +113,8 @@ def to_network_input(image: np.ndarray, encoding: str, size: tuple[int, int] | N
         shrink = h * w < image.shape[0] * image.shape[1]
         cv2 = _cv2()
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    if input_format == "uint8_nhwc":
+        return np.ascontiguousarray((image[..., ::-1] if encoding == "bgr8" else image)[None])
     planes = image.transpose(2, 0, 1)
     if encoding == "bgr8":
         planes = planes[::-1]
@@ -218,9 +237,11 @@ def _open(backend: str, kind: str, path: Path, cache: Path, input_size: tuple[in
         path, kind = onnx_for_checkpoint(path, cache, input_size), "onnx"
     if backend == "onnxruntime":
         return _backend_module("onnxruntime").OnnxRuntimeBackend(path, cache)
-    trt = _backend_module("tensorrt")
-    engine = trt.cached_engine(path, cache) if kind == "onnx" else path
-    return trt.TensorRTBackend(engine)
+    if kind == "onnx":
+        from depth_node.engine_build import cached_engine
+
+        path = cached_engine(path, cache)
+    return _backend_module("tensorrt").TensorRTBackend(path)
 
 
 def _run_size(runner: Backend, kind: str, input_size: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -245,9 +266,10 @@ def load_estimator(model: str | None = None, backend: str = "auto", engine_cache
 
     ``auto`` tries TensorRT, ONNX Runtime, then PyTorch, skipping those not installed or unable to run this file
     (and, with a warning, one that fails to load). A checkpoint on ONNX Runtime or TensorRT is exported to ONNX in the
-    cache dir first, and an ONNX model on TensorRT is built into an engine there, keyed by the ONNX file's hash, the GPU
-    and the TensorRT version, so a stale engine is rebuilt and never used. ``input_size`` (height, width) sets what
-    images are resized to (checkpoints and dynamic models only; default: the model's own size).
+    cache dir first, and an ONNX model on TensorRT is built into an engine there (``depth_node.engine_build``), keyed by
+    the ONNX file's hash, the GPU, the TensorRT version, precision, profile and workspace, so a stale engine is rebuilt
+    and never used. ``input_size`` (height, width) sets what images are resized to (checkpoints and dynamic models
+    only; default: the model's own size). The estimator's ``providers`` and ``precision`` say what actually runs.
     """
     if model:
         path = Path(model).expanduser()

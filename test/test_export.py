@@ -14,6 +14,7 @@ import torch
 from depth_node_training.checkpoint import load_model
 from depth_node_training.export import OPSET, DeployModel, export_onnx
 
+from depth_node.engine_build import onnx_precision
 from depth_node.estimator import file_sha256
 
 # What TensorRT 10's ONNX parser handles natively; anything else in a static export is a regression.
@@ -96,3 +97,35 @@ def test_export_errors_name_the_problem(checkpoint, tmp_path):
     with pytest.raises(ValueError, match="positive"):
         export_onnx(str(checkpoint), tmp_path / "m.onnx", -96, 128)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_fp16_export_keeps_fp32_io_input_stage_and_head(checkpoint, tmp_path):
+    """For TensorRT's strongly typed fp16 engines: fp16 network, fp32 in/out, normalisation and depth head in fp32."""
+    path = export_onnx(str(checkpoint), tmp_path / "m16.onnx", 64, 96, precision="fp16")
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    fp32, fp16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    assert [t.type.tensor_type.elem_type for t in (*model.graph.input, *model.graph.output)] == [fp32, fp32]
+    dtype = {t.name: t.data_type for t in model.graph.initializer}
+    convs = {n.name: n for n in model.graph.node if n.op_type == "Conv"}
+    assert dtype[convs["/net/head/conv/Conv"].input[1]] == fp32
+    assert sum(dtype.get(n.input[1]) == fp16 for n in convs.values()) == len(convs) - 1
+    assert {p.key: p.value for p in model.metadata_props}["precision"] == "fp16" and onnx_precision(path) == "fp16"
+    image = np.random.default_rng(2).uniform(0, 255, (1, 3, 64, 96)).astype(np.float32)
+    reference = onnx_run(export_onnx(str(checkpoint), tmp_path / "m32.onnx", 64, 96), image)
+    relative = np.abs(onnx_run(path, image) - reference) / reference
+    assert relative.max() < 2e-2 and relative.mean() < 2e-3
+
+
+def test_export_cli_precision_and_uint8_input(checkpoint, tmp_path, capsys):
+    from depth_node_training.cli import main as depth_train
+
+    out = tmp_path / "u8.onnx"
+    depth_train(["export", "--model", str(checkpoint), "--onnx", str(out), "--height", "64", "--width", "96",
+                 "--uint8-input"])
+    graph_input = onnx.load(str(out)).graph.input[0].type.tensor_type
+    assert graph_input.elem_type == onnx.TensorProto.UINT8
+    assert [d.dim_value for d in graph_input.shape.dim] == [1, 64, 96, 3]
+    assert "uint8_nhwc" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="quantize"):
+        export_onnx(str(checkpoint), tmp_path / "x.onnx", 64, 96, precision="int8")

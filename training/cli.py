@@ -1,23 +1,36 @@
-"""``depth-train``: fit, evaluate, export, build-engine, extract, sample-bag."""
+"""``depth-train``: fit, evaluate, export, quantize, build-engine, extract, sample-bag.
+
+Each subcommand's module is imported only when that subcommand runs, so a command's own dependencies are all it needs:
+``depth-train build-engine`` works on a robot without torch or rosbags.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
-from . import engine, evaluate, export
-from .config import load_config
-from .logs import extract, sample_bag
+# name: (module that registers it, relative to this package; one-line help for the command list)
+COMMANDS = {
+    "fit": ("", "train the estimator (weakly supervised by LR depth)"),
+    "evaluate": (".evaluate", "metrics of a model against HR ground truth"),
+    "export": (".export", "export a checkpoint to ONNX (normalisation inside the graph)"),
+    "quantize": (".quantize", "INT8 Q/DQ model from an exported ONNX, calibrated on frames"),
+    "build-engine": (".engine", "build a TensorRT engine from an exported ONNX model (alias of depth-engine)"),
+    "extract": (".logs.extract", "extract paired, registered frames from rosbag2 logs"),
+    "sample-bag": (".logs.sample_bag", "write a small synthetic robot log (rosbag2) with ground truth"),
+}
 
 
 def run_fit(args: argparse.Namespace) -> None:
+    from .config import load_config
     from .train import fit
 
     if not args.data:
         raise ValueError("fit needs --data PATH (a 7-Scenes or TUM folder, an extracted set, or a rosbag2 log)")
     cfg = load_config(args.config, args.overrides)
-    path = fit(cfg, args.data, args.out, resume=args.resume)
+    path = fit(cfg, args.data, args.out, resume=args.resume, allow_config_change=args.allow_config_change)
     print(f"checkpoint: {path}")
 
 
@@ -26,7 +39,9 @@ def register_fit(subparsers) -> None:
     p.add_argument("--config", help="YAML config (default: the packaged default.yaml)")
     p.add_argument("--data", nargs="+", help="data paths (PATH or PATH@START:STOP); bags are extracted to a cache")
     p.add_argument("--out", type=Path, default=Path("runs/fit"))
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same config and data)")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="with --resume: continue a checkpoint trained with another config or data anyway")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.steps=200 loss.w_affinity=0")
     p.set_defaults(func=run_fit)
 
@@ -53,13 +68,30 @@ def interrupted(args: argparse.Namespace) -> str:
     return "nothing was written; rerun to start again"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="depth-train", description=__doc__)
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser with the command named in ``argv`` fully registered (its module imported) and the others listed."""
+    parser = argparse.ArgumentParser(prog="depth-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    register_fit(subparsers)
-    for module in (evaluate, export, engine, extract, sample_bag):
-        module.register(subparsers)
-    args = parser.parse_args(argv)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in COMMANDS.items():
+        if name != chosen:
+            subparsers.add_parser(name, help=help_text, add_help=False)
+        elif not module:
+            register_fit(subparsers)
+        else:
+            try:
+                importlib.import_module(module, __package__).register(subparsers)
+            except ImportError as error:
+                print(f"depth-train {name}: error: {error} (the training tools need `pip install -e .[train,onnx]`)",
+                      file=sys.stderr)
+                raise SystemExit(2) from error
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         args.func(args)
     except KeyboardInterrupt:

@@ -2,6 +2,9 @@
 
 The graph takes what a camera gives after a layout change, float32 (N,3,H,W) RGB in 0..255, and returns depth in metres
 (N,1,H,W), so ONNX Runtime and TensorRT need no Python-side normalisation and no knowledge of the training config.
+``--uint8-input`` makes it take the camera's bytes as they are, uint8 (N,H,W,3) RGB, converting inside the graph (a
+quarter of the bytes to copy to a GPU). ``--precision fp16`` stores the network in fp16 for TensorRT's strongly typed
+fp16 engines, keeping inputs, outputs, the input normalisation and the depth head (logits -> metres) in fp32.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .config import Config
 from .networks import DepthEstimator
 
 OPSET = 17
+PRECISIONS = ("fp32", "fp16")
 INPUT_NAME = "image"
 OUTPUT_NAME = "depth"
 
@@ -29,27 +33,33 @@ OUTPUT_NAME = "depth"
 class DeployModel(nn.Module):
     """Normalisation folded into one multiply-add in front of the network: 0..255 RGB in, metres out."""
 
-    def __init__(self, net: DepthEstimator, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    def __init__(self, net: DepthEstimator, mean: tuple[float, ...], std: tuple[float, ...],
+                 uint8_nhwc: bool = False) -> None:
         super().__init__()
         self.net = net
+        self.uint8_nhwc = uint8_nhwc
         std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("scale", 1.0 / (255.0 * std_t))  # (x/255 - mean)/std == x*scale + shift
         self.register_buffer("shift", -mean_t / std_t)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.uint8_nhwc:  # camera bytes: (N,H,W,3) uint8 -> (N,3,H,W) float
+            image = image.permute(0, 3, 1, 2).float()
         return self.net(image * self.scale + self.shift)
 
 
 def deployment_metadata(cfg: Config, meta: dict[str, Any], checkpoint: Path, height: int, width: int,
-                        dynamic: bool) -> dict[str, str]:
+                        dynamic: bool, precision: str = "fp32", uint8_input: bool = False) -> dict[str, str]:
     """The string key/values stored in the ONNX file (and reported by every backend as ``Estimator.metadata``)."""
     m = cfg.model
     return {
         "input_height": str(height),
         "input_width": str(width),
         "dynamic": "true" if dynamic else "false",
-        "input": f"{INPUT_NAME}: float32 (N,3,H,W) RGB 0..255",
+        "input_format": "uint8_nhwc" if uint8_input else "float32_nchw",
+        "precision": precision,
+        "input": f"{INPUT_NAME}: uint8 (N,H,W,3) RGB" if uint8_input else f"{INPUT_NAME}: float32 (N,3,H,W) RGB 0..255",
         "output": f"{OUTPUT_NAME}: float32 (N,1,H,W) metres",
         "mean": json.dumps(list(m.mean)),
         "std": json.dumps(list(m.std)),
@@ -71,13 +81,13 @@ def default_checkpoint() -> Path:
 
 
 def export_onnx(model_path: str | None, onnx_path: Path, height: int | None = None, width: int | None = None,
-                dynamic: bool = False) -> Path:
+                dynamic: bool = False, precision: str = "fp32", uint8_input: bool = False) -> Path:
     """Export a checkpoint (default: the packaged model) to ``onnx_path``, check it, and return the path.
 
     Without ``height``/``width`` the size is the checkpoint's ``model.input_height/width``. A fixed size keeps every
     shape static inside the graph (what TensorRT builds fastest engines for); ``dynamic`` makes batch, height and width
     free (TensorRT then needs an optimisation profile). The file is written atomically, so a cache never holds half
-    a model.
+    a model. ``precision`` fp16 and ``uint8_input``: see the module docstring.
     """
     import onnx
 
@@ -89,9 +99,17 @@ def export_onnx(model_path: str | None, onnx_path: Path, height: int | None = No
     width = width or cfg.model.input_width
     if height <= 0 or width <= 0:
         raise ValueError(f"export size must be positive, got {height}x{width}")
-    wrapper = DeployModel(net, cfg.model.mean, cfg.model.std).eval()
-    example = torch.full((1, 3, height, width), 128.0)
-    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
+    if precision not in PRECISIONS:
+        raise ValueError(f"export precision must be one of {', '.join(PRECISIONS)}, got {precision!r} "
+                         "(INT8: `depth-train quantize` an fp32 export)")
+    wrapper = DeployModel(net, cfg.model.mean, cfg.model.std, uint8_input).eval()
+    if uint8_input:
+        example = torch.full((1, height, width, 3), 128, dtype=torch.uint8)
+        spatial = {0: "batch", 1: "height", 2: "width"}
+    else:
+        example = torch.full((1, 3, height, width), 128.0)
+        spatial = {0: "batch", 2: "height", 3: "width"}
+    axes = {INPUT_NAME: spatial, OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = onnx_path.with_name(f".{onnx_path.name}.{os.getpid()}.tmp")
@@ -108,7 +126,10 @@ def export_onnx(model_path: str | None, onnx_path: Path, height: int | None = No
         if not dynamic:
             fold_static_shapes(tmp)
         model = onnx.load(str(tmp))
-        for key, value in deployment_metadata(cfg, meta, checkpoint, height, width, dynamic).items():
+        if precision == "fp16":
+            model = to_fp16(model)
+        for key, value in deployment_metadata(cfg, meta, checkpoint, height, width, dynamic, precision,
+                                              uint8_input).items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
         model.doc_string = "depth_node monocular metric depth estimator"
@@ -118,6 +139,23 @@ def export_onnx(model_path: str | None, onnx_path: Path, height: int | None = No
     finally:
         tmp.unlink(missing_ok=True)
     return onnx_path
+
+
+def to_fp16(model):
+    """The network in fp16 with fp32 inputs/outputs; the input normalisation and the depth head and after stay fp32.
+
+    ONNX Runtime's float16 converter inserts the casts; the head maps logits through sigmoid and exp to metres, where
+    fp16's 3 significant digits would show directly in the depth.
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    from .quantize import float_nodes
+
+    converted = OnnxModel(convert_float_to_float16(model, keep_io_types=True,
+                                                   node_block_list=float_nodes(model, keep_depthwise=False)))
+    converted.topological_sort()  # the converter appends its I/O casts at the end of the node list
+    return converted.model
 
 
 def fold_static_shapes(path: Path) -> None:
@@ -146,10 +184,12 @@ def fold_static_shapes(path: Path) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    path = export_onnx(args.model, Path(args.onnx), args.height, args.width, args.dynamic)
+    path = export_onnx(args.model, Path(args.onnx), args.height, args.width, args.dynamic, args.precision,
+                       args.uint8_input)
     meta = onnx_metadata(path)
     size = "dynamic" if args.dynamic else f"{meta['input_height']}x{meta['input_width']}"
-    print(f"wrote {path} ({size}, opset {OPSET}, depth {meta['min_depth']}..{meta['max_depth']} m)")
+    print(f"wrote {path} ({size}, {args.precision}, input {meta['input_format']}, opset {OPSET}, "
+          f"depth {meta['min_depth']}..{meta['max_depth']} m)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -159,4 +199,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--height", type=int, help="input height (default: the checkpoint's model.input_height)")
     p.add_argument("--width", type=int, help="input width (default: the checkpoint's model.input_width)")
     p.add_argument("--dynamic", action="store_true", help="free batch/height/width instead of a fixed input size")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp16: network weights and activations in fp16 (fp32 I/O and depth head), for TensorRT")
+    p.add_argument("--uint8-input", action="store_true",
+                   help="take uint8 (N,H,W,3) RGB camera bytes; conversion and normalisation run inside the graph")
     p.set_defaults(func=_run)

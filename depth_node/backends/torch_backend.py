@@ -15,14 +15,24 @@ class TorchBackend:
     name = "torch"
     input_size = None  # any size; the estimator uses the checkpoint's configured size unless told otherwise
 
-    def __init__(self, checkpoint: str | Path, device: str | None = None) -> None:
+    def __init__(self, checkpoint: str | Path, device: str | None = None, precision: str = "fp32") -> None:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if precision not in ("fp32", "fp16"):
+            raise ValueError(f"torch backend precision must be fp32 or fp16, got {precision!r}")
+        if precision == "fp16" and not self.device.startswith("cuda"):
+            raise ValueError("torch fp16 (autocast) is for CUDA devices; the CPU runs fp32")
+        self.providers = [self.device]
+        # fp16: CUDA autocast (convolutions in fp16; sigmoid/exp of the head in fp32). fp32: no TF32 matmuls.
+        self.precision = "fp16 (autocast)" if precision == "fp16" else "fp32"
+        if self.device.startswith("cuda"):
+            torch.backends.cudnn.allow_tf32 = False
         net, cfg, meta = load_model(checkpoint, self.device)
         self.model = DeployModel(net, cfg.model.mean, cfg.model.std).to(self.device).eval()
         self.metadata = deployment_metadata(cfg, meta, Path(checkpoint), cfg.model.input_height,
                                             cfg.model.input_width, dynamic=True)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
+        device_type = self.device.split(":")[0]
+        with torch.inference_mode(), torch.autocast(device_type, torch.float16, enabled=self.precision != "fp32"):
             depth = self.model(torch.from_numpy(batch).to(self.device))
         return depth[0, 0].float().cpu().numpy()
