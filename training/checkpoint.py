@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Config, config_from_dict, config_to_dict
+from .config import Config, config_from_dict, config_to_dict, without_retired
 from .networks import DepthEstimator
 
 
@@ -67,7 +67,7 @@ RESULT_NEUTRAL = {"train.log_every", "train.checkpoint_every", "train.num_worker
 def config_changes(saved: dict[str, dict[str, Any]], cfg: Config) -> list[str]:
     """``section.key: old -> new`` for every option that differs from a checkpoint's config and changes the run."""
     try:
-        old = config_to_dict(config_from_dict(saved))
+        old = config_to_dict(config_from_dict(without_retired(saved)))
     except ValueError as error:
         return [f"the saved config does not load any more ({error})"]
     new = config_to_dict(cfg)
@@ -110,7 +110,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path, device: str = "cpu") -> tuple[DepthEstimator, Config, dict[str, Any]]:
     """The estimator in eval mode (fp32, also from an fp16 file), its config and its metadata."""
     payload = read_checkpoint(path)
-    cfg = config_from_dict(payload["config"])
+    cfg = config_from_dict(without_retired(payload["config"]))
     model = DepthEstimator(_without_pretrained(cfg).model)
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
     model.load_state_dict(state, strict=True)

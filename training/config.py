@@ -119,6 +119,16 @@ def _coerce(value: Any, like: Any) -> Any:
     return type(like)(value)
 
 
+# Options older checkpoints carry that no longer exist, and why: checkpoints drop them, user configs are told.
+RETIRED = {"loss.w_recon": "the teacher is pre-trained on its own task and frozen (loss.teacher, loss.teacher_steps)"}
+
+
+def without_retired(raw: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A saved config without the options in RETIRED, so checkpoints of earlier versions still load."""
+    return {section: {k: v for k, v in (values or {}).items() if f"{section}.{k}" not in RETIRED}
+            if isinstance(values, dict) else values for section, values in raw.items()}
+
+
 def config_from_dict(raw: dict[str, dict[str, Any]]) -> Config:
     """Build a Config from nested dicts, refusing unknown sections and keys and naming the key of a bad value."""
     if not isinstance(raw, dict):
@@ -134,6 +144,9 @@ def config_from_dict(raw: dict[str, dict[str, Any]]) -> Config:
         defaults = section.default_factory()
         known = {f.name for f in dataclasses.fields(defaults)}
         unknown = set(values) - known
+        for key in sorted(unknown):
+            if f"{section.name}.{key}" in RETIRED:
+                raise ValueError(f"{section.name}.{key} was retired: {RETIRED[f'{section.name}.{key}']}")
         if unknown:
             raise ValueError(f"unknown {section.name} option(s): {sorted(unknown)}; known: {sorted(known)}")
         typed = {}
