@@ -2,7 +2,8 @@
 
 Policy, so that no frame is lost needlessly and none waits behind a late message:
 
-1. the camera_info whose stamp matches the image's (within a tolerance): ``matched``;
+1. the camera_info whose stamp matches the image's (within a tolerance): ``matched``. It usually arrives within
+   milliseconds of its image (another DDS writer), so it is waited for ``REUSE_AFTER_S`` first;
 2. else the latest one of the image's size, if the camera model has not changed since (the latest two received
    agree, or only one was ever received): ``reused``. The model of a steady camera is the same in every message, so
    its late copy would carry nothing new;
@@ -18,7 +19,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-POLL_S = 0.01  # how often a waiting frame looks for a newer one
+POLL_S = 0.005  # how often a waiting frame looks for a newer one
+REUSE_AFTER_S = 0.03  # how long the matching camera_info is waited for before an earlier one stands in
 
 
 def camera_model(info: Any) -> tuple:
@@ -67,18 +69,19 @@ class CameraInfoCache:
     def lookup(self, stamp_ns: int, height: int, width: int, tolerance_ns: int, wait_s: float,
                newer_waiting: Callable[[], bool]) -> tuple[Any, str]:
         """(camera_info, "matched" | "reused") for an image, or (None, why not) after the wait described above."""
-        deadline = time.monotonic() + wait_s
+        start = time.monotonic()
         with self._cond:
             while True:
                 info = self._matched(stamp_ns, tolerance_ns)
                 if info is not None:
                     return info, "matched"
+                newer = newer_waiting()
+                waited = time.monotonic() - start
                 info = self._reusable(height, width)
-                if info is not None:
+                if info is not None and (newer or waited >= min(REUSE_AFTER_S, wait_s)):
                     return info, "reused"
-                left = deadline - time.monotonic()
-                if left <= 0:
+                if waited >= wait_s:
                     return None, f"none arrived within {wait_s:.2f} s"
-                if newer_waiting():
+                if newer:
                     return None, "a newer frame arrived first"
-                self._cond.wait(min(left, POLL_S))
+                self._cond.wait(POLL_S)

@@ -350,12 +350,20 @@ class EstimatorNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """``ros2 run depth_node estimator`` / ``depth-estimator --ros-args ...``; exit code 1 on a configuration error."""
+    log = rclpy.logging.get_logger("estimator")
     try:
-        with rclpy.init(args=args):
+        session = rclpy.init(args=args)
+    except RuntimeError as error:  # rcl's argument parser, e.g. `-p model:=` (an empty value needs quotes)
+        hint = ("; an empty value is written -p 'NAME:=\"\"' (an empty model, or none at all, is the default model)"
+                if "parameter override rule" in str(error) else "")
+        log.fatal(f"cannot start: {str(error).split('. Error:')[0]}{hint}")
+        return 1
+    try:
+        with session:
             try:
                 node = EstimatorNode()
             except (ValueError, OSError, ImportError, RuntimeError, ParameterException) as error:
-                rclpy.logging.get_logger("estimator").fatal(f"cannot start: {error}")
+                log.fatal(f"cannot start: {error}")
                 return 1
             try:
                 rclpy.spin(node)
