@@ -179,8 +179,11 @@ class StampRate:
     """The camera's frame rate from header stamps vs the rate frames arrive at, over the last ``window`` frames.
 
     The camera's period is a low percentile of the stamp gaps (losses only lengthen gaps); every longer gap holds
-    frames that were sent but never arrived: ``missing`` estimates them without any help from the RMW.
+    frames that were sent but never arrived: ``missing`` estimates them without any help from the RMW. A gap longer
+    than ``PAUSE_S`` is taken for a camera that paused or restarted, not for lost frames.
     """
+
+    PAUSE_S = 1.0
 
     def __init__(self, window: int = 100) -> None:
         self._stamps: deque[int] = deque(maxlen=window)
@@ -197,7 +200,7 @@ class StampRate:
         with self._lock:
             stamps, arrivals = np.array(self._stamps, np.float64), np.array(self._arrivals)
         gaps = np.diff(stamps)
-        gaps = gaps[gaps > 0]
+        gaps = gaps[(gaps > 0) & (gaps <= self.PAUSE_S * 1e9)]
         if gaps.size < 2:
             return {"sent_hz": 0.0, "received_hz": 0.0, "missing": 0}
         period = float(np.percentile(gaps, 10))
