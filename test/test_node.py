@@ -429,3 +429,31 @@ def test_bad_model_files_refuse_to_start_or_to_switch(start, tmp_path: Path, cap
     assert not refused.successful and "fixed input size 96x128; it cannot run at 96x160" in refused.reason
     image = RNG.integers(0, 256, (60, 80, 3), dtype=np.uint8)
     assert h.send(raw_image(image, 1), camera_info(60, 80, 1)) is not None
+
+
+def test_scale_alignment_survives_impossible_lr_depth(start, estimator, capfd) -> None:
+    h = start(**{"scale_align.enabled": True, "scale_align.smoothing": 0.0})
+    image = RNG.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    pred = estimator.infer(image, "bgr8")[0]
+
+    def send_with_lr(stamp: int, lr: Image) -> np.ndarray:
+        lr.header.stamp.sec = stamp
+        h.lr_pub.publish(lr)
+        assert h.spin_until(lambda: (h.node.lr_depths.latest() or (0,))[0] == stamp * 1_000_000_000)
+        msg = h.send(raw_image(image, stamp), camera_info(120, 160, stamp))
+        assert msg is not None, f"no depth for frame {stamp}"
+        return decode_depth(msg)
+
+    np.testing.assert_allclose(send_with_lr(1, fill_image(Image(), 2.0 * reduce_to(pred, (30, 40)), "32FC1")),
+                               2.0 * pred, rtol=1e-3)
+    no_return = fill_image(Image(), np.full((30, 40), 65535, np.uint16), "16UC1")  # 16UC1 "no reading"
+    huge = fill_image(Image(), np.full((30, 40), 1e30, np.float32), "32FC1")
+    other_aspect = fill_image(Image(), np.full((30, 30), 2000, np.uint16), "16UC1")  # an unregistered ToF
+    for stamp, lr in ((2, no_return), (3, huge), (4, other_aspect)):
+        np.testing.assert_allclose(send_with_lr(stamp, lr), 2.0 * pred, rtol=1e-3)  # still published, scale kept
+    assert h.node.pipeline.aligner.scale == pytest.approx(2.0, rel=1e-3)
+    s = h.node.stats.summary()
+    assert s["events"] == {"align_skipped": 3} and s["dropped"] == {}
+    err = capfd.readouterr().err
+    assert "scale alignment skipped for this frame: only 0 of 1200 LR readings are within 0.05..20.0 m" in err
+    assert "Traceback" not in err
