@@ -98,6 +98,11 @@ def stats(values: list[float]) -> dict[str, float]:
     return {"median_ms": float(np.median(values)), "p90_ms": float(np.percentile(values, 90))}
 
 
+def stamp_sec(cdr: bytes) -> int:
+    """header.stamp.sec of a serialized message (little-endian CDR: after the 4-byte encapsulation header)."""
+    return int.from_bytes(cdr[4:8], "little", signed=True)
+
+
 def feed(compressed: bool, count: int, warmup: int) -> None:
     """The camera and the viewer, in their own process (as in a deployment): send each frame with its camera_info,
     wait for its cloud, print the publish -> cloud-received times as JSON."""
@@ -107,10 +112,11 @@ def feed(compressed: bool, count: int, warmup: int) -> None:
     image_pub = feeder.create_publisher(CompressedImage if compressed else Image,
                                         "image_raw/compressed" if compressed else "image_raw", reliable)
     info_pub = feeder.create_publisher(CameraInfo, "camera_info", reliable)
-    arrived: list[float] = []
-    feeder.create_subscription(Image, "depth/image", lambda m: None, reliable, raw=True)
-    feeder.create_subscription(PointCloud2, "depth/points", lambda m: arrived.append(time.monotonic()), reliable,
-                               raw=True)
+    depths: set[int] = set()
+    clouds: dict[int, float] = {}  # stamp (s) -> arrival time
+    feeder.create_subscription(Image, "depth/image", lambda m: depths.add(stamp_sec(m)), reliable, raw=True)
+    feeder.create_subscription(PointCloud2, "depth/points", lambda m: clouds.setdefault(stamp_sec(m), time.monotonic()),
+                               reliable, raw=True)
     deadline = time.monotonic() + 30.0
     while not (image_pub.get_subscription_count() and feeder.count_publishers("depth/points")):
         if time.monotonic() > deadline:
@@ -118,7 +124,7 @@ def feed(compressed: bool, count: int, warmup: int) -> None:
         rclpy.spin_once(feeder, timeout_sec=0.05)
     jpegs, _ = frames(count)
     end_to_end = []
-    lost = 0
+    lost, no_cloud = 0, 0
     for i, jpeg in enumerate(jpegs, start=1):
         if compressed:
             msg = CompressedImage(format="bgr8; jpeg compressed bgr8", data=jpeg)
@@ -126,17 +132,17 @@ def feed(compressed: bool, count: int, warmup: int) -> None:
             msg = fill_image(Image(), cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), "bgr8")
         msg.header.stamp.sec, msg.header.frame_id = i, "camera_color_optical_frame"
         info_pub.publish(CameraInfo(header=msg.header, height=H, width=W, k=K))
-        before = len(arrived)
         sent = time.monotonic()
         image_pub.publish(msg)
-        deadline = sent + 3.0  # a frame whose cloud never comes is counted as lost, not waited for
-        while len(arrived) == before and time.monotonic() < deadline:
+        deadline = sent + 3.0  # a frame whose outputs never come is counted, not waited for
+        while i not in clouds and time.monotonic() < deadline:
             rclpy.spin_once(feeder, timeout_sec=0.01)
-        if len(arrived) == before:
-            lost += 1  # warm-up frames too: every frame sent must come back
-        elif i > warmup:
-            end_to_end.append(1e3 * (arrived[-1] - sent))
-    print(json.dumps({"end_to_end_ms": end_to_end, "lost": lost}))
+        rclpy.spin_once(feeder, timeout_sec=0.01)
+        lost += i not in depths  # warm-up frames too: every frame sent must be answered
+        no_cloud += i in depths and i not in clouds
+        if i in clouds and i > warmup:
+            end_to_end.append(1e3 * (clouds[i] - sent))
+    print(json.dumps({"end_to_end_ms": end_to_end, "lost": lost, "no_cloud": no_cloud}))
     feeder.destroy_node()
     rclpy.shutdown()
 
@@ -172,7 +178,8 @@ def run_node(model: Path, count: int, compressed: bool, decimation: int, warmup:
     overhead = float(np.median(per_frame_overhead))
     return {"input": "CompressedImage (JPEG)" if compressed else "Image bgr8", "decimation": decimation,
             "points": -(-H // decimation) * -(-W // decimation), "frames": summary["processed"] - warmup,
-            "dropped": summary["dropped"], "lost": fed["lost"], "received": summary["received"],
+            "dropped": summary["dropped"], "lost": fed["lost"], "no_cloud": fed["no_cloud"],
+            "received": summary["received"],
             "sent": count, "transport_lost": image_input.lost,
             "input_qos": image_input.reliability,
             "stages": {k: stats(v) for k, v in timings.items() if v},
@@ -237,9 +244,9 @@ def main() -> None:
     print(f"node end to end at {W}x{H}, ONNX Runtime, organized xyzrgb cloud, {result['transport']}; model: {what}")
     for run in runs:
         name = f"{run['input']}, cloud decimation {run['decimation']} ({run['points']} points)"
-        print(f"\n{name}: {run['frames']} frames timed, dropped {run['dropped'] or 'none'}, lost {run['lost']} of "
-              f"{run['sent']} (node received {run['received']}, lost in transport {run['transport_lost']}, input QoS "
-              f"{run['input_qos']})")
+        print(f"\n{name}: {run['frames']} frames timed, dropped {run['dropped'] or 'none'}; frames lost "
+              f"{run['lost']} of {run['sent']}, answered without cloud {run['no_cloud']} (node received "
+              f"{run['received']}, lost in transport {run['transport_lost']}, input QoS {run['input_qos']})")
         print(f"  {'stage':12s} {'median ms':>10s} {'p90 ms':>8s}")
         for stage, t in run["stages"].items():
             print(f"  {stage:12s} {t['median_ms']:10.2f} {t['p90_ms']:8.2f}")
