@@ -124,7 +124,6 @@ def feed(compressed: bool, count: int, warmup: int) -> None:
         rclpy.spin_once(feeder, timeout_sec=0.05)
     jpegs, _ = frames(count)
     end_to_end = []
-    lost, no_cloud = 0, 0
     for i, jpeg in enumerate(jpegs, start=1):
         if compressed:
             msg = CompressedImage(format="bgr8; jpeg compressed bgr8", data=jpeg)
@@ -137,11 +136,14 @@ def feed(compressed: bool, count: int, warmup: int) -> None:
         deadline = sent + 3.0  # a frame whose outputs never come is counted, not waited for
         while i not in clouds and time.monotonic() < deadline:
             rclpy.spin_once(feeder, timeout_sec=0.01)
-        rclpy.spin_once(feeder, timeout_sec=0.01)
-        lost += i not in depths  # warm-up frames too: every frame sent must be answered
-        no_cloud += i in depths and i not in clouds
         if i in clouds and i > warmup:
             end_to_end.append(1e3 * (clouds[i] - sent))
+    settle = time.monotonic() + 2.0  # a depth image may come after its cloud (another writer, repaired fragments)
+    while time.monotonic() < settle:
+        rclpy.spin_once(feeder, timeout_sec=0.01)
+    sent_stamps = set(range(1, len(jpegs) + 1))
+    lost = len(sent_stamps - depths)  # warm-up frames too: every frame sent must be answered
+    no_cloud = len((sent_stamps & depths) - set(clouds))
     print(json.dumps({"end_to_end_ms": end_to_end, "lost": lost, "no_cloud": no_cloud}))
     feeder.destroy_node()
     rclpy.shutdown()
