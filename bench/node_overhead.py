@@ -114,11 +114,13 @@ def feed(compressed: bool, count: int, warmup: int) -> None:
     info_pub = feeder.create_publisher(CameraInfo, "camera_info", reliable)
     depths: set[int] = set()
     clouds: dict[int, float] = {}  # stamp (s) -> arrival time
-    feeder.create_subscription(Image, "depth/image", lambda m: depths.add(stamp_sec(m)), reliable, raw=True)
-    feeder.create_subscription(PointCloud2, "depth/points", lambda m: clouds.setdefault(stamp_sec(m), time.monotonic()),
-                               reliable, raw=True)
-    deadline = time.monotonic() + 30.0
-    while not (image_pub.get_subscription_count() and feeder.count_publishers("depth/points")):
+    subscriptions = [
+        feeder.create_subscription(Image, "depth/image", lambda m: depths.add(stamp_sec(m)), reliable, raw=True),
+        feeder.create_subscription(PointCloud2, "depth/points",
+                                   lambda m: clouds.setdefault(stamp_sec(m), time.monotonic()), reliable, raw=True)]
+    deadline = time.monotonic() + 30.0  # every topic matched both ways: nothing sent before it can arrive
+    while not (image_pub.get_subscription_count() and info_pub.get_subscription_count()
+               and all(sub.get_publisher_count() for sub in subscriptions)):
         if time.monotonic() > deadline:
             raise SystemExit("the node was not discovered within 30 s")
         rclpy.spin_once(feeder, timeout_sec=0.05)
