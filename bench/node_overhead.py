@@ -144,9 +144,10 @@ def feed(compressed: bool, count: int, warmup: int) -> None:
     while time.monotonic() < settle:
         rclpy.spin_once(feeder, timeout_sec=0.01)
     sent_stamps = set(range(1, len(jpegs) + 1))
-    lost = len(sent_stamps - depths)  # warm-up frames too: every frame sent must be answered
-    no_cloud = len((sent_stamps & depths) - set(clouds))
-    print(json.dumps({"end_to_end_ms": end_to_end, "lost": lost, "no_cloud": no_cloud}))
+    lost = sorted(sent_stamps - depths)  # warm-up frames too: every frame sent must be answered
+    no_cloud = sorted((sent_stamps & depths) - set(clouds))
+    print(json.dumps({"end_to_end_ms": end_to_end, "lost": lost, "no_cloud": no_cloud,
+                      "lost_with_cloud": sorted(set(lost) & set(clouds))}))
     feeder.destroy_node()
     rclpy.shutdown()
 
@@ -182,7 +183,8 @@ def run_node(model: Path, count: int, compressed: bool, decimation: int, warmup:
     overhead = float(np.median(per_frame_overhead))
     return {"input": "CompressedImage (JPEG)" if compressed else "Image bgr8", "decimation": decimation,
             "points": -(-H // decimation) * -(-W // decimation), "frames": summary["processed"] - warmup,
-            "dropped": summary["dropped"], "lost": fed["lost"], "no_cloud": fed["no_cloud"],
+            "dropped": summary["dropped"], "lost": len(fed["lost"]), "no_cloud": len(fed["no_cloud"]),
+            "lost_frames": fed["lost"], "lost_frames_with_cloud": fed["lost_with_cloud"],
             "received": summary["received"],
             "sent": count, "transport_lost": image_input.lost,
             "input_qos": image_input.reliability,

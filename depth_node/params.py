@@ -72,8 +72,9 @@ class NodeParams:
     qos_output_reliability: str = _param("reliable", "publishers' reliability (reliable also serves best-effort "
                                          "subscribers)", name="qos.output_reliability", choices=RELIABILITIES,
                                          read_only=True)
-    qos_output_depth: int = _param(2, "publishers' keep-last depth", name="qos.output_depth", lo=1, hi=1000,
-                                   read_only=True)
+    qos_output_depth: int = _param(10, "publishers' keep-last depth (ROS's default 10: a reliable reader whose "
+                                   "fragments are being repaired still gets its frame)", name="qos.output_depth", lo=1,
+                                   hi=1000, read_only=True)
     scale_align_enabled: bool = _param(False, "align the predicted depth's scale to a live LR depth on topic lr_depth",
                                        name="scale_align.enabled", read_only=True)
     scale_align_shift: bool = _param(False, "also fit a shift (depth = scale * prediction + shift)",
