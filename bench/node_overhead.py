@@ -4,8 +4,10 @@ A real node (``EstimatorNode``) runs in this process; a feeder/viewer process ta
 640x480 frames (the real 7-Scenes JPEGs from ../shared/data when present, as CompressedImage, and the same frames as
 raw bgr8 Images) with camera_info, one at a time, and subscribes to depth/image and depth/points so that the organized
 xyzrgb cloud is built and published for every frame (decimation 1: 307200 points, 4.9 MB; and the default decimation
-2). Inputs are subscribed reliably here so that every frame is timed. Per frame the node reports its stages (decode,
-preprocess, inference, postprocess, cloud, publish); its overhead is everything except inference.
+2). The node runs on its default parameters (input QoS ``auto``: it follows the feeder's reliable publishers), and
+every frame whose cloud never comes back is reported as lost, with the node's own transport-loss count. Per frame the
+node reports its stages (decode, preprocess, inference, postprocess, cloud, publish); its overhead is everything
+except inference.
 Targets: overhead <= 15% of inference time; building the organized xyzrgb cloud <= 5x a plain copy of the same number
 of output bytes, both timed side by side in one loop.
 
@@ -96,6 +98,11 @@ def stats(values: list[float]) -> dict[str, float]:
     return {"median_ms": float(np.median(values)), "p90_ms": float(np.percentile(values, 90))}
 
 
+def stamp_sec(cdr: bytes) -> int:
+    """header.stamp.sec of a serialized message (little-endian CDR: after the 4-byte encapsulation header)."""
+    return int.from_bytes(cdr[4:8], "little", signed=True)
+
+
 def feed(compressed: bool, count: int, warmup: int) -> None:
     """The camera and the viewer, in their own process (as in a deployment): send each frame with its camera_info,
     wait for its cloud, print the publish -> cloud-received times as JSON."""
@@ -105,18 +112,20 @@ def feed(compressed: bool, count: int, warmup: int) -> None:
     image_pub = feeder.create_publisher(CompressedImage if compressed else Image,
                                         "image_raw/compressed" if compressed else "image_raw", reliable)
     info_pub = feeder.create_publisher(CameraInfo, "camera_info", reliable)
-    arrived: list[float] = []
-    feeder.create_subscription(Image, "depth/image", lambda m: None, reliable, raw=True)
-    feeder.create_subscription(PointCloud2, "depth/points", lambda m: arrived.append(time.monotonic()), reliable,
-                               raw=True)
-    deadline = time.monotonic() + 30.0
-    while not (image_pub.get_subscription_count() and feeder.count_publishers("depth/points")):
+    depths: set[int] = set()
+    clouds: dict[int, float] = {}  # stamp (s) -> arrival time
+    subscriptions = [
+        feeder.create_subscription(Image, "depth/image", lambda m: depths.add(stamp_sec(m)), reliable, raw=True),
+        feeder.create_subscription(PointCloud2, "depth/points",
+                                   lambda m: clouds.setdefault(stamp_sec(m), time.monotonic()), reliable, raw=True)]
+    deadline = time.monotonic() + 30.0  # every topic matched both ways: nothing sent before it can arrive
+    while not (image_pub.get_subscription_count() and info_pub.get_subscription_count()
+               and all(sub.get_publisher_count() for sub in subscriptions)):
         if time.monotonic() > deadline:
             raise SystemExit("the node was not discovered within 30 s")
         rclpy.spin_once(feeder, timeout_sec=0.05)
     jpegs, _ = frames(count)
     end_to_end = []
-    lost = 0
     for i, jpeg in enumerate(jpegs, start=1):
         if compressed:
             msg = CompressedImage(format="bgr8; jpeg compressed bgr8", data=jpeg)
@@ -124,18 +133,21 @@ def feed(compressed: bool, count: int, warmup: int) -> None:
             msg = fill_image(Image(), cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), "bgr8")
         msg.header.stamp.sec, msg.header.frame_id = i, "camera_color_optical_frame"
         info_pub.publish(CameraInfo(header=msg.header, height=H, width=W, k=K))
-        before = len(arrived)
         sent = time.monotonic()
         image_pub.publish(msg)
-        deadline = sent + 3.0  # a frame whose cloud never comes is counted as lost, not waited for
-        while len(arrived) == before and time.monotonic() < deadline:
+        deadline = sent + 3.0  # a frame whose outputs never come is counted, not waited for
+        while i not in clouds and time.monotonic() < deadline:
             rclpy.spin_once(feeder, timeout_sec=0.01)
-        if i > warmup:
-            if len(arrived) > before:
-                end_to_end.append(1e3 * (arrived[-1] - sent))
-            else:
-                lost += 1
-    print(json.dumps({"end_to_end_ms": end_to_end, "lost": lost}))
+        if i in clouds and i > warmup:
+            end_to_end.append(1e3 * (clouds[i] - sent))
+    settle = time.monotonic() + 2.0  # a depth image may come after its cloud (another writer, repaired fragments)
+    while time.monotonic() < settle:
+        rclpy.spin_once(feeder, timeout_sec=0.01)
+    sent_stamps = set(range(1, len(jpegs) + 1))
+    lost = sorted(sent_stamps - depths)  # warm-up frames too: every frame sent must be answered
+    no_cloud = sorted((sent_stamps & depths) - set(clouds))
+    print(json.dumps({"end_to_end_ms": end_to_end, "lost": lost, "no_cloud": no_cloud,
+                      "lost_with_cloud": sorted(set(lost) & set(clouds))}))
     feeder.destroy_node()
     rclpy.shutdown()
 
@@ -150,8 +162,7 @@ def run_node(model: Path, count: int, compressed: bool, decimation: int, warmup:
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
     params = {"model": str(model), "backend": "onnxruntime", "image_transport": "compressed" if compressed else "raw",
-              "points_decimation": decimation, "points_color": True,
-              "qos.input_reliability": "reliable"}  # no frame lost in transport: one output per input, timed
+              "points_decimation": decimation}  # everything else, QoS included, at its default
     node = EstimatorNode(context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(node)
@@ -162,6 +173,7 @@ def run_node(model: Path, count: int, compressed: bool, decimation: int, warmup:
                             timeout=600, check=True)
     fed = json.loads(result.stdout.strip().splitlines()[-1])
     summary = node.stats.summary()
+    image_input = node.inputs["image"]
     timings = {stage: list(window)[warmup:] for stage, window in node.stats.timings.items()}
     executor.shutdown()
     node.close()
@@ -171,7 +183,11 @@ def run_node(model: Path, count: int, compressed: bool, decimation: int, warmup:
     overhead = float(np.median(per_frame_overhead))
     return {"input": "CompressedImage (JPEG)" if compressed else "Image bgr8", "decimation": decimation,
             "points": -(-H // decimation) * -(-W // decimation), "frames": summary["processed"] - warmup,
-            "dropped": summary["dropped"], "lost": fed["lost"],
+            "dropped": summary["dropped"], "lost": len(fed["lost"]), "no_cloud": len(fed["no_cloud"]),
+            "lost_frames": fed["lost"], "lost_frames_with_cloud": fed["lost_with_cloud"],
+            "received": summary["received"],
+            "sent": count, "transport_lost": image_input.lost,
+            "input_qos": image_input.reliability,
             "stages": {k: stats(v) for k, v in timings.items() if v},
             "overhead": stats(per_frame_overhead), "overhead_fraction": overhead / inference,
             "end_to_end_to_cloud_received": stats(fed["end_to_end_ms"])}
@@ -234,7 +250,9 @@ def main() -> None:
     print(f"node end to end at {W}x{H}, ONNX Runtime, organized xyzrgb cloud, {result['transport']}; model: {what}")
     for run in runs:
         name = f"{run['input']}, cloud decimation {run['decimation']} ({run['points']} points)"
-        print(f"\n{name}: {run['frames']} frames timed, dropped {run['dropped'] or 'none'}, lost {run['lost']}")
+        print(f"\n{name}: {run['frames']} frames timed, dropped {run['dropped'] or 'none'}; frames lost "
+              f"{run['lost']} of {run['sent']}, answered without cloud {run['no_cloud']} (node received "
+              f"{run['received']}, lost in transport {run['transport_lost']}, input QoS {run['input_qos']})")
         print(f"  {'stage':12s} {'median ms':>10s} {'p90 ms':>8s}")
         for stage, t in run["stages"].items():
             print(f"  {stage:12s} {t['median_ms']:10.2f} {t['p90_ms']:8.2f}")

@@ -217,13 +217,13 @@ class Session:
                                                    for c, _, raw in reader.messages(connections=wanted))}
 
     def wait_for_node(self, process: subprocess.Popen, timeout: float = 60.0) -> None:
-        """Until the estimator subscribes to the colour topic and publishes diagnostics (its model is loaded)."""
+        """Until the estimator has matched the colour and camera_info topics (its input QoS follows these best-effort
+        publishers) and publishes diagnostics (its model is loaded)."""
         deadline = time.monotonic() + timeout
-        publisher = self.publishers[self.topics.color]
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise SystemExit(f"the estimator node exited with code {process.returncode}; see its log")
-            if publisher.get_subscription_count() > 0 and self.diagnostics:
+            if all(p.get_subscription_count() > 0 for p in self.publishers.values()) and self.diagnostics:
                 return
             self._spin(0.1)
         raise SystemExit(f"the estimator node did not come up within {timeout:.0f} s; see its log")
@@ -273,7 +273,9 @@ class Session:
 
             gt = decode_gt(gt_msg)
             gt = np.where(gt > 0, gt, np.nan).astype(np.float32)
-            if gt.shape == depth.shape and np.isfinite(gt).any():
+            if gt.shape != depth.shape:
+                gt = None  # another resolution: neither scored nor shown beside the prediction
+            elif np.isfinite(gt).any():
                 self.metrics.append(depth_metrics(depth, gt))
         index, cdr = self.recent_color.get(stamp, (-1, b""))
         if len(self.previews) < PREVIEWS and index >= len(self.previews) * self.expected / PREVIEWS:  # spread out
@@ -336,31 +338,20 @@ class Session:
         rclpy.shutdown(context=self.context)
 
 
-def colorize(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    import cv2
-
-    scaled = np.clip((np.nan_to_num(depth, nan=hi) - lo) / max(hi - lo, 1e-6), 0, 1)
-    image = cv2.applyColorMap((255 * (1 - scaled)).astype(np.uint8), cv2.COLORMAP_TURBO)
-    image[~np.isfinite(depth)] = 0
-    return image
-
-
 def write_preview(out: Path, index: int, color_cdr: bytes, color_type: type, depth: np.ndarray,
                   gt: np.ndarray | None) -> Path:
-    """colour | predicted depth | ground truth (when the log has it), one shared colour scale (near = red)."""
+    """colour | prediction | ground truth | error (when the log has ground truth), labelled, with colour bars."""
     import cv2
     from rclpy.serialization import deserialize_message
 
     from depth_node.image_codec import decode_color
+    from depth_node.preview import preview
 
     image, order = decode_color(deserialize_message(color_cdr, color_type))
-    bgr = image if order == "bgr8" else image[..., ::-1]
-    valid = np.concatenate([depth[np.isfinite(depth)], gt[np.isfinite(gt)] if gt is not None else []])
-    lo, hi = (np.percentile(valid, [2, 98]) if valid.size else (0.0, 1.0))
-    panels = [bgr, colorize(depth, lo, hi)] + ([colorize(gt, lo, hi)] if gt is not None else [])
+    bgr = image if order == "bgr8" else np.ascontiguousarray(image[..., ::-1])
     path = out / "previews" / f"preview_{index}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.concatenate(panels, axis=1))
+    cv2.imwrite(str(path), preview(bgr, depth, gt))
     return path
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from .image_codec import ImageDecodeError, raw_view
 
 MAX_16UC1_M = 65.535
+NO_RETURN_16UC1 = 65535  # drivers' "no reading" besides 0
 
 
 def encode_depth(depth: np.ndarray, encoding: str, min_depth: float, max_depth: float,
@@ -38,11 +39,11 @@ def encode_depth(depth: np.ndarray, encoding: str, min_depth: float, max_depth: 
 
 
 def decode_depth(msg: Any) -> np.ndarray:
-    """Depth Image (16UC1/mono16 mm or 32FC1 m) -> HxW float32 metres with NaN where invalid (0, NaN, inf)."""
+    """Depth Image (16UC1/mono16 mm or 32FC1 m) -> HxW float32 metres with NaN where invalid (0, 65535, NaN, inf)."""
     encoding = str(msg.encoding)
     if encoding in ("16UC1", "mono16"):
         mm = raw_view(msg, np.dtype(np.uint16), 1)
-        return np.where(mm > 0, mm.astype(np.float32) / 1000.0, np.float32(np.nan))
+        return np.where((mm > 0) & (mm < NO_RETURN_16UC1), mm.astype(np.float32) / 1000.0, np.float32(np.nan))
     if encoding == "32FC1":
         m = raw_view(msg, np.dtype(np.float32), 1)
         return np.where(np.isfinite(m) & (m > 0), m, np.float32(np.nan)).astype(np.float32, copy=False)
@@ -54,10 +55,21 @@ def intrinsics(info: Any) -> np.ndarray:
     return np.asarray(info.k, dtype=np.float64).reshape(3, 3)
 
 
-def camera_info_problem(info: Any, height: int, width: int) -> str | None:
-    """Why ``info`` cannot describe an image of height x width (None when it can)."""
+def size_problem(info: Any, height: int, width: int) -> str | None:
+    """Why ``info`` cannot go with an image of height x width (None when it can)."""
     if (int(info.height), int(info.width)) != (height, width):
         return f"camera_info is {info.width}x{info.height} but the image is {width}x{height}"
+    return None
+
+
+def camera_info_problem(info: Any, height: int, width: int) -> str | None:
+    """Why ``info`` cannot describe an image of height x width in 3D (None when it can): size, then intrinsics.
+
+    An uncalibrated camera (all-zero K) still gets depth images; only the point cloud needs K.
+    """
+    problem = size_problem(info, height, width)
+    if problem:
+        return problem
     k = intrinsics(info)
     if not (k[0, 0] > 0 and k[1, 1] > 0 and np.isfinite(k).all()):
         return f"camera_info has no valid focal length (K = {k.ravel().tolist()})"

@@ -3,8 +3,9 @@
 ``FramePipeline.process`` maps a decoded colour image and its K to the published arrays (encoded depth, packed
 organized cloud) with per-stage timings. ``LatestQueue`` keeps at most n frames waiting, dropping the oldest, so the
 estimator always works on the newest frame when it is slower than the camera. ``StampCache`` pairs messages by stamp
-(camera_info and LR depth to their image), ``Throttle`` keeps a persistent fault from flooding the log, and
-``StreamStats`` accumulates counts and timing windows for the diagnostics.
+(camera_info and LR depth to their image), ``Throttle`` keeps a persistent fault from flooding the log,
+``StreamStats`` accumulates counts and timing windows for the diagnostics and ``StampRate`` tells the camera's rate
+(from header stamps) from the rate frames arrive at, so frames lost on the way are visible whatever the RMW reports.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class FrameResult:
     cloud: np.ndarray | None  # (h, w, 3|4) float32 packed points, None when not asked for
     timings: dict[str, float]  # ms per stage
     fit: ScaleFit | None = None
+    align_skipped: str | None = None  # why this frame's LR depth did not update the scale
 
 
 class FramePipeline:
@@ -66,10 +68,10 @@ class FramePipeline:
         """
         prediction, timings = self.estimator.infer(image, encoding)
         t0 = time.perf_counter()
-        fit = None
+        fit, skipped = None, None
         if self.aligner is not None:
             if lr_depth is not None:
-                fit = self.aligner.update(prediction, lr_depth)
+                fit, skipped = self.aligner.update(prediction, lr_depth)
             prediction = self.aligner.apply(prediction)
         direct = depth_out if settings.encoding == "32FC1" else None
         metres = encode_depth(prediction, "32FC1", settings.min_depth, settings.max_depth, direct)
@@ -84,7 +86,7 @@ class FramePipeline:
         timings = dict(timings)
         timings["postprocess"] = timings.get("postprocess", 0.0) + 1e3 * (t1 - t0)
         timings["cloud"] = 1e3 * (t2 - t1)
-        return FrameResult(depth, metres, cloud, timings, fit)
+        return FrameResult(depth, metres, cloud, timings, fit, skipped)
 
 
 class LatestQueue(Generic[T]):
@@ -173,8 +175,43 @@ class Throttle:
         return self._held.pop(key, 0)
 
 
+class StampRate:
+    """The camera's frame rate from header stamps vs the rate frames arrive at, over the last ``window`` frames.
+
+    The camera's period is a low percentile of the stamp gaps (losses only lengthen gaps); every longer gap holds
+    frames that were sent but never arrived: ``missing`` estimates them without any help from the RMW. A gap longer
+    than ``PAUSE_S`` is taken for a camera that paused or restarted, not for lost frames.
+    """
+
+    PAUSE_S = 1.0
+
+    def __init__(self, window: int = 100) -> None:
+        self._stamps: deque[int] = deque(maxlen=window)
+        self._arrivals: deque[float] = deque(maxlen=window)
+        self._lock = threading.Lock()
+
+    def add(self, stamp_ns: int, arrival_s: float) -> None:
+        with self._lock:
+            self._stamps.append(stamp_ns)
+            self._arrivals.append(arrival_s)
+
+    def summary(self) -> dict[str, float]:
+        """sent_hz (from stamps), received_hz (from arrivals) and missing frames in the window (0 when unknown)."""
+        with self._lock:
+            stamps, arrivals = np.array(self._stamps, np.float64), np.array(self._arrivals)
+        gaps = np.diff(stamps)
+        gaps = gaps[(gaps > 0) & (gaps <= self.PAUSE_S * 1e9)]
+        if gaps.size < 2:
+            return {"sent_hz": 0.0, "received_hz": 0.0, "missing": 0}
+        period = float(np.percentile(gaps, 10))
+        missing = int(np.sum(np.maximum(np.rint(gaps / period) - 1, 0)))
+        span = arrivals[-1] - arrivals[0]
+        return {"sent_hz": 1e9 / period, "received_hz": (len(arrivals) - 1) / span if span > 0 else 0.0,
+                "missing": missing}
+
+
 class StreamStats:
-    """Frame counts, drops by reason and timing windows, for the diagnostics and the demo's summary."""
+    """Frame counts, drops by reason, other events and timing windows, for the diagnostics and the demo's summary."""
 
     def __init__(self, window: int = 100) -> None:
         self._lock = threading.Lock()
@@ -182,6 +219,7 @@ class StreamStats:
         self.processed = 0
         self.clouds = 0
         self.dropped: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()  # handled but worth counting: camera_info_reused, align_skipped, ...
         self.timings: dict[str, deque[float]] = {stage: deque(maxlen=window) for stage in (*STAGES, "total",
                                                                                              "latency")}
         self._done: deque[float] = deque(maxlen=window)
@@ -196,6 +234,10 @@ class StreamStats:
             self.dropped[reason] += n
             if problem:
                 self.last_problem = problem
+
+    def count_event(self, name: str) -> None:
+        with self._lock:
+            self.events[name] += 1
 
     def count_processed(self, timings: dict[str, float], cloud: bool) -> None:
         with self._lock:
@@ -214,5 +256,5 @@ class StreamStats:
             stages = {stage: {"mean_ms": float(np.mean(v)), "p90_ms": float(np.percentile(v, 90))}
                       for stage, v in self.timings.items() if v}
             return {"received": self.received, "processed": self.processed, "clouds": self.clouds,
-                    "dropped": dict(self.dropped), "rate_hz": rate, "stages": stages,
+                    "dropped": dict(self.dropped), "events": dict(self.events), "rate_hz": rate, "stages": stages,
                     "last_problem": self.last_problem}

@@ -1,10 +1,11 @@
 """The estimator node: ROS wiring around ``FramePipeline`` (subscriptions, publishers, parameters, diagnostics).
 
 Latency policy: the image callback only puts the message into a ``LatestQueue`` (one slot by default) and returns;
-a worker thread takes the newest frame, decodes it, waits briefly for its camera_info (matched by stamp), runs the
-estimator and publishes. Frames that arrive while the worker is busy replace the waiting one and are counted as
-``stale`` drops, so the output is never more than one inference behind the camera. Bad inputs are counted by reason
-and reported as throttled warnings; the node keeps running.
+a worker thread takes the newest frame, decodes it, finds its camera_info (``camera_info_cache``: stamp-matched, else
+the last one of its size while the camera model is steady), runs the estimator and publishes. Frames that arrive
+while the worker is busy replace the waiting one and are counted as ``stale`` drops, so the output is never more than
+one inference behind the camera. Inputs follow their publishers' reliability (``input_qos``); frames lost before the
+callback are counted too. Bad inputs are counted by reason and reported as throttled warnings; the node keeps running.
 """
 
 from __future__ import annotations
@@ -21,36 +22,47 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
-from .depth_image import camera_info_problem, decode_depth, depth_camera_info, intrinsics
-from .frame_pipeline import FramePipeline, LatestQueue, StampCache, StreamStats, Throttle
+from .camera_info_cache import CameraInfoCache
+from .depth_image import camera_info_problem, decode_depth, depth_camera_info, intrinsics, size_problem
+from .frame_pipeline import FramePipeline, LatestQueue, StampCache, StampRate, StreamStats, Throttle
 from .image_codec import ImageDecodeError, byte_array_view, decode_color, fill_image
-from .params import NodeParams, declare, reload_names, to_values, with_changes
+from .input_qos import InputSubscription, profile
+from .model_check import ModelFileError, check_model_file, probe
+from .params import NodeParams, declare, depth_range_problem, input_size, reload_names, to_values, with_changes
 from .pointcloud import cloud_fields, decimated_size, point_step
 from .scale_align import ScaleAligner
 
-CAMERA_INFO_WAIT_S = 0.25  # camera_info may arrive just after its image (another DDS writer)
 WARN_PERIOD_S = 5.0
 LOG_STATS_PERIOD_S = 30.0
+QOS_CHECK_PERIOD_S = 1.0  # how often auto inputs re-read their publishers' QoS
+LOSS_WARN_FRACTION = 0.01  # WARN when more of a diagnostics window than this was lost in transport
 
 
 def stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def qos(reliability: str, depth: int) -> QoSProfile:
-    policy = ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=policy)
-
-
 def load_for(params: NodeParams) -> Any:
-    """The estimator the parameters name (errors name the model and the reason)."""
+    """The estimator the parameters name; ModelFileError (``<file>: <reason>``) or ValueError says why not."""
     from .estimator import load_estimator
 
-    size = (params.input_height, params.input_width) if params.input_height else None
-    return load_estimator(params.model or None, params.backend, params.engine_cache_dir or None, size)
+    model = check_model_file(params.model, params.backend)
+    size = input_size(params, model.input_size)
+    try:
+        estimator = load_estimator(str(model.path), params.backend, params.engine_cache_dir or None, size)
+    except ImportError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a loader's failure on this file is the reason to refuse it
+        raise ModelFileError(model.path, f"cannot be loaded ({error})") from None
+    problem = probe(estimator)
+    if problem:
+        raise ModelFileError(model.path, problem)
+    problem = depth_range_problem(params, estimator.min_depth, estimator.max_depth)
+    if problem:
+        raise ValueError(problem)
+    return estimator
 
 
 class EstimatorNode(Node):
@@ -60,30 +72,37 @@ class EstimatorNode(Node):
         super().__init__("estimator", **node_kwargs)
         self.params = declare(self)
         estimator = load_for(self.params)
-        aligner = ScaleAligner(self.params.scale_align_shift, self.params.scale_align_smoothing) if (
-            self.params.scale_align_enabled) else None
+        p = self.params
+        aligner = ScaleAligner(p.scale_align_shift, p.scale_align_smoothing,
+                               (p.scale_align_lr_min_depth, p.scale_align_lr_max_depth),
+                               p.scale_align_max_step) if p.scale_align_enabled else None
         self.pipeline = FramePipeline(estimator, aligner)
         self.stats = StreamStats()
-        self.queue: LatestQueue[tuple[Any, float]] = LatestQueue(self.params.queue_size)
-        self.infos: StampCache[CameraInfo] = StampCache()
+        self.rate = StampRate()
+        self.queue: LatestQueue[tuple[Any, float]] = LatestQueue(p.queue_size)
+        self.infos = CameraInfoCache()
         self.lr_depths: StampCache[Image] = StampCache()
         self._throttle = Throttle(WARN_PERIOD_S)
         self._last_size: tuple[int, int] | None = None
         self._reported_drops = 0
+        self._window = (0, 0)  # (received, lost) at the last diagnostics
 
-        p = self.params
-        in_qos = qos(p.qos_input_reliability, p.qos_input_depth)
-        out_qos = qos(p.qos_output_reliability, p.qos_output_depth)
         self.image_topic = self.resolve_topic_name("image_raw")
+        image_type = Image
         if p.image_transport == "compressed":
             self.image_topic += "/compressed"
-            self.create_subscription(CompressedImage, self.image_topic, self._on_image, in_qos)
-        else:
-            self.create_subscription(Image, self.image_topic, self._on_image, in_qos)
+            image_type = CompressedImage
         self.info_topic = self.resolve_topic_name("camera_info")
-        self.create_subscription(CameraInfo, self.info_topic, self._on_camera_info, in_qos)
+        self.lr_topic = self.resolve_topic_name("lr_depth")
+        setting, depth = p.qos_input_reliability, p.qos_input_depth
+        self.inputs = {"image": InputSubscription(self, image_type, self.image_topic, self._on_image, setting, depth),
+                       "camera_info": InputSubscription(self, CameraInfo, self.info_topic, self._on_camera_info,
+                                                        setting, depth)}
         if p.scale_align_enabled:
-            self.create_subscription(Image, "lr_depth", self._on_lr_depth, in_qos)
+            self.inputs["lr_depth"] = InputSubscription(self, Image, self.lr_topic, self._on_lr_depth, setting, depth)
+        if setting == "auto":
+            self.create_timer(QOS_CHECK_PERIOD_S, self._check_inputs)
+        out_qos = profile(p.qos_output_reliability, p.qos_output_depth)
         self.depth_pub = self.create_publisher(Image, "depth/image", out_qos)
         self.info_pub = self.create_publisher(CameraInfo, "depth/camera_info", out_qos)
         self.points_pub = self.create_publisher(PointCloud2, "depth/points", out_qos)
@@ -107,8 +126,10 @@ class EstimatorNode(Node):
     # --- callbacks (executor thread): cheap, never block on inference ---
 
     def _on_image(self, msg: Any) -> None:
+        now = time.perf_counter()
         self.stats.count_received()
-        stale = self.queue.put((msg, time.perf_counter()))
+        self.rate.add(stamp_ns(msg.header), now)
+        stale = self.queue.put((msg, now))
         if stale:
             self.stats.count_dropped("stale", n=len(stale))
 
@@ -118,22 +139,34 @@ class EstimatorNode(Node):
     def _on_lr_depth(self, msg: Image) -> None:
         self.lr_depths.add(stamp_ns(msg.header), msg)
 
+    def _check_inputs(self) -> None:
+        for subscription in self.inputs.values():
+            subscription.check()
+
     def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
         changes = {param.name: param.value for param in parameters}
         try:
             new = with_changes(self.params, changes)
         except ValueError as error:
             return SetParametersResult(successful=False, reason=str(error))
+        estimator = self.pipeline.estimator
         if any(name in reload_names() for name in changes) and new != self.params:
             try:
-                self.pipeline.estimator = load_for(new)
-            except Exception as error:  # noqa: BLE001 - any loader failure refuses the change with its message
+                estimator = load_for(new)
+            except (ValueError, OSError, ImportError, RuntimeError) as error:
                 return SetParametersResult(successful=False, reason=f"cannot load the estimator: {error}")
-            self.get_logger().info(f"estimator reloaded: {self.pipeline.estimator!r}")
+        problem = depth_range_problem(new, estimator.min_depth, estimator.max_depth)
+        if problem:
+            return SetParametersResult(successful=False, reason=problem)
+        if estimator is not self.pipeline.estimator:
+            self.pipeline.estimator = estimator
+            self.get_logger().info(f"estimator reloaded: {estimator!r}")
         self.queue.maxsize = new.queue_size
-        if self.pipeline.aligner is not None:
-            self.pipeline.aligner.with_shift = new.scale_align_shift
-            self.pipeline.aligner.smoothing = new.scale_align_smoothing
+        aligner = self.pipeline.aligner
+        if aligner is not None:
+            aligner.with_shift, aligner.smoothing = new.scale_align_shift, new.scale_align_smoothing
+            aligner.valid_range = (new.scale_align_lr_min_depth, new.scale_align_lr_max_depth)
+            aligner.max_step = new.scale_align_max_step
         self.params = new
         return SetParametersResult(successful=True)
 
@@ -158,6 +191,27 @@ class EstimatorNode(Node):
         if held is not None:
             self.get_logger().warning(text + (f" ({held} similar since the last report)" if held else ""))
 
+    def _camera_info(self, stamp: int, h: int, w: int) -> Any:
+        """The frame's camera_info (see camera_info_cache), or None after saying why the frame is dropped."""
+        p = self.params
+        info, how = self.infos.lookup(stamp, h, w, int(p.camera_info_tolerance_ms * 1e6), p.camera_info_wait,
+                                      lambda: len(self.queue) > 0)
+        if info is None:
+            latest = self.infos.latest()
+            seen = (f"the last one received is {latest.width}x{latest.height}, stamp "
+                    f"{stamp_ns(latest.header) / 1e9:.3f}" if latest is not None else "none received yet")
+            self._drop("no_camera_info", f"{self.info_topic}: no camera_info within {p.camera_info_tolerance_ms} ms "
+                       f"of image stamp {stamp / 1e9:.3f} ({how}) and no earlier one of this {w}x{h} camera to reuse "
+                       f"({seen}); frame skipped")
+            return None
+        if how == "reused":
+            self.stats.count_event("camera_info_reused")
+        problem = size_problem(info, h, w)
+        if problem:
+            self._drop("camera_info_mismatch", f"{self.info_topic}: {problem}; frame skipped")
+            return None
+        return info
+
     def _process(self, msg: Any, received: float) -> None:
         t0 = time.perf_counter()
         p = self.params
@@ -173,21 +227,19 @@ class EstimatorNode(Node):
                        f"{self._last_size[0]} to {w}x{h}; following it")
         self._last_size = (h, w)
         stamp = stamp_ns(msg.header)
-        info = self.infos.match(stamp, int(p.camera_info_tolerance_ms * 1e6), CAMERA_INFO_WAIT_S)
+        info = self._camera_info(stamp, h, w)
         if info is None:
-            latest = self.infos.latest()
-            seen = f"nearest seen has stamp {latest[0] / 1e9:.3f}" if latest else "none received yet"
-            self._drop("no_camera_info", f"{self.info_topic}: no camera_info within {p.camera_info_tolerance_ms} ms of "
-                       f"image stamp {stamp / 1e9:.3f} ({seen}); frame skipped")
-            return
-        problem = camera_info_problem(info, h, w)
-        if problem:
-            self._drop("camera_info_mismatch", f"{self.info_topic}: {problem}; frame skipped")
             return
         lr = self._lr_depth(stamp) if self.pipeline.aligner is not None else None
         settings = self.pipeline.settings(p.min_depth, p.max_depth, encoding=p.output_encoding,
                                           decimation=p.points_decimation, color=p.points_color)
         want_cloud = p.publish_points and self.points_pub.get_subscription_count() > 0
+        if want_cloud and (problem := camera_info_problem(info, h, w)):
+            want_cloud = False
+            self.stats.count_event("points_skipped_uncalibrated")
+            self._warn("uncalibrated", f"{self.info_topic}: {problem}: depth/points skipped (depth/image is still "
+                       "published); calibrate the camera (ros2 run camera_calibration cameracalibrator) and give "
+                       "its driver the calibration file")
         # outputs are written straight into the buffers the messages will hold (no copy of megabytes before publish)
         depth_data, depth_out = byte_array_view((h, w), np.float32 if p.output_encoding == "32FC1" else np.uint16)
         cloud_data, cloud_out = None, None
@@ -196,6 +248,10 @@ class EstimatorNode(Node):
             cloud_data, cloud_out = byte_array_view(shape, np.float32)
         result = self.pipeline.process(image, encoding, intrinsics(info), settings, want_cloud, lr, depth_out,
                                        cloud_out)
+        if result.align_skipped:
+            self.stats.count_event("align_skipped")
+            self._warn("align", f"{self.lr_topic}: scale alignment skipped for this frame: {result.align_skipped}; "
+                       f"keeping scale {self.pipeline.aligner.scale:.4f}")
         t2 = time.perf_counter()
         depth_msg = Image(check_fields=True, header=msg.header)
         self.depth_pub.publish(fill_image(depth_msg, result.depth, p.output_encoding, depth_data))
@@ -210,13 +266,15 @@ class EstimatorNode(Node):
     def _lr_depth(self, stamp: int) -> Any:
         msg = self.lr_depths.match(stamp, int(self.params.scale_align_tolerance_ms * 1e6))
         if msg is None:
-            self._warn("lr_depth", f"{self.resolve_topic_name('lr_depth')}: no LR depth within "
-                       f"{self.params.scale_align_tolerance_ms} ms of the image; keeping the last scale")
+            self.stats.count_event("align_no_lr_depth")
+            self._warn("lr_depth", f"{self.lr_topic}: no LR depth within {self.params.scale_align_tolerance_ms} ms of "
+                       "the image; keeping the last scale")
             return None
         try:
             return decode_depth(msg)
         except ImageDecodeError as error:
-            self._warn("lr_depth", f"{self.resolve_topic_name('lr_depth')}: {error}")
+            self.stats.count_event("align_skipped")
+            self._warn("lr_depth", f"{self.lr_topic}: {error}; keeping the last scale")
             return None
 
     @staticmethod
@@ -231,15 +289,37 @@ class EstimatorNode(Node):
 
     # --- diagnostics (executor thread, low rate) ---
 
+    def _transport(self, received: int) -> tuple[dict[str, Any], str]:
+        """Transport figures for /diagnostics and, when more than 1% of this window was lost, the warning."""
+        image = self.inputs["image"]
+        rate = self.rate.summary()
+        values: dict[str, Any] = {}
+        for name, sub in self.inputs.items():
+            values[f"{name}_qos"] = sub.reliability
+            values[f"{name}_lost"] = sub.lost if sub.lost_reported else "not reported by this RMW"
+        values.update(camera_rate_hz=f"{rate['sent_hz']:.2f}", received_rate_hz=f"{rate['received_hz']:.2f}",
+                      missing_by_stamps=rate["missing"])
+        new_received, new_lost = received - self._window[0], image.lost - self._window[1]
+        self._window = (received, image.lost)
+        if new_lost <= LOSS_WARN_FRACTION * (new_received + new_lost):
+            return values, ""
+        return values, (f"{self.image_topic}: {new_lost} messages lost in transport while {new_received} arrived in "
+                        f"the last {self.params.diagnostics_period:g} s (camera {rate['sent_hz']:.1f} Hz by its "
+                        f"stamps, received {rate['received_hz']:.1f} Hz; subscribed {image.reliability})")
+
     def _publish_diagnostics(self) -> None:
         s = self.stats.summary()
         bad = sum(n for reason, n in s["dropped"].items() if reason != "stale")
-        level = DiagnosticStatus.WARN if bad > self._reported_drops else DiagnosticStatus.OK
+        transport, loss = self._transport(s["received"])
+        level = DiagnosticStatus.WARN if bad > self._reported_drops or loss else DiagnosticStatus.OK
         self._reported_drops = bad
+        if loss:
+            self._warn("transport", loss)
         est = self.pipeline.estimator
         values = {"backend": est.backend, "device": getattr(est, "device", ""), "received": s["received"],
-                  "processed": s["processed"], "clouds": s["clouds"], "rate_hz": f"{s['rate_hz']:.2f}"}
+                  "processed": s["processed"], "clouds": s["clouds"], "rate_hz": f"{s['rate_hz']:.2f}", **transport}
         values.update({f"dropped_{reason}": n for reason, n in s["dropped"].items()})
+        values.update(s["events"])
         for stage, t in s["stages"].items():
             values[f"{stage}_mean_ms"] = f"{t['mean_ms']:.2f}"
             values[f"{stage}_p90_ms"] = f"{t['p90_ms']:.2f}"
@@ -248,16 +328,19 @@ class EstimatorNode(Node):
             values.update(scale=f"{aligner.scale:.4f}", shift=f"{aligner.shift:.4f}",
                           fit_abs_rel=f"{aligner.last_fit.abs_rel:.4f}",
                           fit_inliers=f"{aligner.last_fit.inlier_fraction:.3f}", fit_pixels=aligner.last_fit.pixels)
+        message = loss or (s["last_problem"] if level != DiagnosticStatus.OK else "ok")
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: depth estimator",
-                                  hardware_id=str(values["device"]),
-                                  message=s["last_problem"] if level != DiagnosticStatus.OK else "ok",
+                                  hardware_id=str(values["device"]), message=message,
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
         self.diag_pub.publish(DiagnosticArray(header=self._diag_header(), status=[status]))
         if time.monotonic() - self._last_stats_log >= LOG_STATS_PERIOD_S:
             self._last_stats_log = time.monotonic()
             total = s["stages"].get("total", {}).get("mean_ms", 0.0)
-            self.get_logger().info(f"{s['processed']}/{s['received']} frames, {s['rate_hz']:.1f} Hz, "
-                                   f"{total:.1f} ms/frame, dropped {s['dropped']}")
+            self.get_logger().info(
+                f"{s['processed']}/{s['received']} frames, {s['rate_hz']:.1f} Hz out; camera "
+                f"{transport['camera_rate_hz']} Hz by stamps, received {transport['received_rate_hz']} Hz, lost in "
+                f"transport {transport['image_lost']}, missing by stamps {transport['missing_by_stamps']}; "
+                f"{total:.1f} ms/frame, dropped {s['dropped']}, {s['events']}")
 
     def _diag_header(self) -> Any:
         from std_msgs.msg import Header
@@ -267,12 +350,20 @@ class EstimatorNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """``ros2 run depth_node estimator`` / ``depth-estimator --ros-args ...``; exit code 1 on a configuration error."""
+    log = rclpy.logging.get_logger("estimator")
     try:
-        with rclpy.init(args=args):
+        session = rclpy.init(args=args)
+    except RuntimeError as error:  # rcl's argument parser, e.g. `-p model:=` (an empty value needs quotes)
+        hint = ("; an empty value is written -p 'NAME:=\"\"' (an empty model, or none at all, is the default model)"
+                if "parameter override rule" in str(error) else "")
+        log.fatal(f"cannot start: {str(error).split('. Error:')[0]}{hint}")
+        return 1
+    try:
+        with session:
             try:
                 node = EstimatorNode()
             except (ValueError, OSError, ImportError, RuntimeError, ParameterException) as error:
-                rclpy.logging.get_logger("estimator").fatal(f"cannot start: {error}")
+                log.fatal(f"cannot start: {error}")
                 return 1
             try:
                 rclpy.spin(node)

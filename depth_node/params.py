@@ -20,6 +20,7 @@ BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 TRANSPORTS = ("raw", "compressed")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 RELIABILITIES = ("best_effort", "reliable")
+INPUT_RELIABILITIES = ("auto", *RELIABILITIES)
 
 
 def _param(default: Any, description: str, *, name: str | None = None, choices: tuple[str, ...] = (),
@@ -39,8 +40,9 @@ class NodeParams:
                           choices=BACKENDS, reload=True)
     engine_cache_dir: str = _param("", "where built TensorRT engines are cached; empty: the backend's default",
                                    reload=True)
-    input_width: int = _param(0, "network input width in pixels; 0: the model's own size", lo=0, hi=8192, reload=True)
-    input_height: int = _param(0, "network input height in pixels; 0: the model's own size", lo=0, hi=8192,
+    input_width: int = _param(0, "network input width in pixels; 0: the model's own width", lo=0, hi=8192,
+                              reload=True)
+    input_height: int = _param(0, "network input height in pixels; 0: the model's own height", lo=0, hi=8192,
                                reload=True)
     min_depth: float = _param(0.0, "nearest valid depth in metres, nearer is published invalid; 0: the model's minimum",
                               lo=0.0, hi=1000.0)
@@ -55,20 +57,24 @@ class NodeParams:
     points_decimation: int = _param(2, "keep every n-th row and column in the organized cloud", lo=1, hi=16)
     camera_info_tolerance_ms: float = _param(1.0, "largest stamp difference at which a camera_info matches an image",
                                              lo=0.0, hi=1000.0)
+    camera_info_wait: float = _param(1.0, "seconds a frame waits for its camera_info when no earlier one can stand in "
+                                     "(cut short when a newer frame arrives)", lo=0.0, hi=10.0)
     queue_size: int = _param(1, "frames waiting for inference; 1 = always the newest, older ones are dropped", lo=1,
                              hi=30)
     diagnostics_period: float = _param(1.0, "seconds between statistics on /diagnostics", lo=0.1, hi=3600.0,
                                        read_only=True)
-    qos_input_reliability: str = _param("best_effort", "input subscriptions' reliability (best_effort matches every "
-                                        "publisher)", name="qos.input_reliability", choices=RELIABILITIES,
-                                        read_only=True)
+    qos_input_reliability: str = _param("auto", "input subscriptions' reliability; auto: reliable when every "
+                                        "publisher of the topic offers reliable, else best_effort (re-checked as "
+                                        "publishers come and go)", name="qos.input_reliability",
+                                        choices=INPUT_RELIABILITIES, read_only=True)
     qos_input_depth: int = _param(5, "input subscriptions' keep-last depth", name="qos.input_depth", lo=1, hi=1000,
                                   read_only=True)
     qos_output_reliability: str = _param("reliable", "publishers' reliability (reliable also serves best-effort "
                                          "subscribers)", name="qos.output_reliability", choices=RELIABILITIES,
                                          read_only=True)
-    qos_output_depth: int = _param(2, "publishers' keep-last depth", name="qos.output_depth", lo=1, hi=1000,
-                                   read_only=True)
+    qos_output_depth: int = _param(10, "publishers' keep-last depth (ROS's default 10: a reliable reader whose "
+                                   "fragments are being repaired still gets its frame)", name="qos.output_depth", lo=1,
+                                   hi=1000, read_only=True)
     scale_align_enabled: bool = _param(False, "align the predicted depth's scale to a live LR depth on topic lr_depth",
                                        name="scale_align.enabled", read_only=True)
     scale_align_shift: bool = _param(False, "also fit a shift (depth = scale * prediction + shift)",
@@ -77,6 +83,12 @@ class NodeParams:
                                           name="scale_align.smoothing", lo=0.0, hi=0.999)
     scale_align_tolerance_ms: float = _param(50.0, "largest stamp difference between an image and its LR depth",
                                              name="scale_align.tolerance_ms", lo=0.0, hi=10000.0)
+    scale_align_lr_min_depth: float = _param(0.05, "LR readings nearer than this (metres) are invalid",
+                                             name="scale_align.lr_min_depth", lo=0.0, hi=1000.0)
+    scale_align_lr_max_depth: float = _param(20.0, "LR readings farther than this (metres) are invalid",
+                                             name="scale_align.lr_max_depth", lo=0.0, hi=1000.0)
+    scale_align_max_step: float = _param(0.05, "largest change of the scale per frame (fraction; the shift: metres)",
+                                         name="scale_align.max_step", lo=0.0, hi=10.0)
 
 
 FIELDS = {f.metadata["name"] or f.name: f for f in dataclasses.fields(NodeParams)}
@@ -110,12 +122,35 @@ def params_from_values(values: dict[str, Any]) -> NodeParams:
             raise ValueError(problem)
         kwargs[FIELDS[name].name] = value
     params = dataclasses.replace(NodeParams(), **kwargs)
-    if (params.input_width == 0) != (params.input_height == 0):
-        raise ValueError(f"input_width and input_height must both be 0 (model size) or both set, got "
-                         f"{params.input_width}x{params.input_height}")
     if params.max_depth and params.min_depth >= params.max_depth:
         raise ValueError(f"min_depth ({params.min_depth}) must be below max_depth ({params.max_depth})")
+    if params.scale_align_lr_min_depth >= params.scale_align_lr_max_depth:
+        raise ValueError(f"scale_align.lr_min_depth ({params.scale_align_lr_min_depth}) must be below "
+                         f"scale_align.lr_max_depth ({params.scale_align_lr_max_depth})")
     return params
+
+
+def input_size(params: NodeParams, model_size: tuple[int, int] | None) -> tuple[int, int] | None:
+    """(height, width) to run the model at: each 0 is the model's own value, so either can be set alone."""
+    if not params.input_height and not params.input_width:
+        return None
+    if model_size is None and not (params.input_height and params.input_width):
+        set_one = "input_height" if params.input_height else "input_width"
+        raise ValueError(f"{set_one} is set alone but the model records no input size: set both")
+    own_h, own_w = model_size or (0, 0)
+    return params.input_height or own_h, params.input_width or own_w
+
+
+def depth_range_problem(params: NodeParams, model_min: float, model_max: float) -> str | None:
+    """Why min_depth/max_depth cannot be used with a model predicting model_min..model_max metres (None: they can)."""
+    for name, value in (("min_depth", params.min_depth), ("max_depth", params.max_depth)):
+        if value and not model_min <= value <= model_max:
+            return (f"{name} {value} m is outside the model's range {model_min}..{model_max} m (every output would be "
+                    f"invalid or clipped); use a value in that range or 0 for the model's own")
+    lo, hi = params.min_depth or model_min, params.max_depth or model_max
+    if lo >= hi:
+        return f"min_depth {lo} m must be below max_depth {hi} m (0 stands for the model's {model_min}..{model_max} m)"
+    return None
 
 
 def with_changes(current: NodeParams, changes: dict[str, Any]) -> NodeParams:

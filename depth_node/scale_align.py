@@ -5,8 +5,12 @@ Each frame the prediction is reduced to the LR grid (area average, like the sens
 optionally a shift t) is fitted so that s * pred + t ~ lr over the valid LR pixels, by iteratively reweighted least
 squares on *relative* residuals with Huber weights (so near and far pixels count alike and edges/outliers do not pull
 the fit). The running estimate is smoothed over time (exponential average of log-scale and shift) so that one bad
-frame cannot make the output jump. The LR depth must be registered into the colour camera (same view, any resolution
-of the same aspect ratio), as drivers' "aligned depth" or depth_image_proc/register provide.
+frame cannot make the output jump: on top of the smoothing, the scale moves by at most ``max_step`` (a fraction)
+and the shift by at most ``max_step`` metres per frame. The LR depth must be registered into the colour camera (same
+view, any resolution of the same aspect ratio), as drivers' "aligned depth" or depth_image_proc/register provide.
+
+A frame whose LR depth cannot be trusted (another aspect ratio, too few readings inside the sensor's valid range after
+NaN, inf, 0 and 65535 "no return" are removed, or a poor fit) leaves the estimate as it was; ``update`` says why.
 """
 
 from __future__ import annotations
@@ -36,13 +40,21 @@ class ScaleFit:
         return self.pixels >= MIN_PIXELS and self.inlier_fraction >= MIN_INLIERS and math.isfinite(self.scale)
 
 
+def aspect_problem(image_shape: tuple[int, ...], lr_shape: tuple[int, ...]) -> str | None:
+    """Why an LR depth of ``lr_shape`` cannot be registered to an image of ``image_shape`` (None: it can)."""
+    (h, w), (lh, lw) = image_shape[:2], lr_shape[:2]
+    if min(h, w, lh, lw) <= 0 or abs(h / w - lh / lw) > 0.02 * h / w:
+        return f"LR depth {lw}x{lh} does not have the image's aspect ratio ({w}x{h}): is it registered to the camera?"
+    return None
+
+
 def reduce_to(pred: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Area-average an HxW prediction onto an hxw LR grid of the same aspect ratio."""
     import cv2
 
-    h, w = pred.shape
-    if abs(h / w - shape[0] / shape[1]) > 0.02 * h / w:
-        raise ValueError(f"LR depth {shape[1]}x{shape[0]} does not have the image's aspect ratio ({w}x{h})")
+    problem = aspect_problem(pred.shape, shape)
+    if problem:
+        raise ValueError(problem)
     return cv2.resize(pred.astype(np.float32, copy=False), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
@@ -69,24 +81,48 @@ def fit_scale(pred: np.ndarray, lr: np.ndarray, with_shift: bool = False, iterat
 class ScaleAligner:
     """Keeps the time-smoothed scale/shift; ``update`` with each LR frame, ``apply`` to each prediction."""
 
-    def __init__(self, with_shift: bool = False, smoothing: float = 0.9) -> None:
+    def __init__(self, with_shift: bool = False, smoothing: float = 0.9,
+                 valid_range: tuple[float, float] = (0.05, 20.0), max_step: float = 0.05) -> None:
         self.with_shift = with_shift
         self.smoothing = smoothing
+        self.valid_range = valid_range  # metres: LR readings outside are "no reading"
+        self.max_step = max_step
         self.scale = 1.0
         self.shift = 0.0
         self.last_fit: ScaleFit | None = None
         self.fits = 0
 
-    def update(self, pred: np.ndarray, lr: np.ndarray) -> ScaleFit:
-        """Fit this frame; a good fit moves the running estimate (the first one sets it), a bad one is only reported."""
-        fit = fit_scale(reduce_to(pred, lr.shape), lr, self.with_shift)
+    def update(self, pred: np.ndarray, lr: np.ndarray) -> tuple[ScaleFit | None, str | None]:
+        """Fit this frame: (fit, None) when it moved the estimate, else (fit or None, why the frame was skipped).
+
+        The first good fit sets the estimate; later ones move it, smoothed and by at most ``max_step``.
+        """
+        problem = aspect_problem(pred.shape, lr.shape)
+        if problem:
+            return None, problem
+        lo, hi = self.valid_range
+        with np.errstate(invalid="ignore"):
+            valid = np.isfinite(lr) & (lr >= lo) & (lr <= hi)
+        if valid.sum() < MIN_PIXELS:
+            return None, (f"only {int(valid.sum())} of {lr.size} LR readings are within {lo}..{hi} m "
+                          f"(need {MIN_PIXELS})")
+        fit = fit_scale(reduce_to(pred, lr.shape), np.where(valid, lr, np.nan), self.with_shift)
         self.last_fit = fit
-        if fit.ok and fit.scale > 0:
-            a = self.smoothing if self.fits else 0.0
-            self.scale = math.exp(a * math.log(self.scale) + (1 - a) * math.log(fit.scale))
-            self.shift = a * self.shift + (1 - a) * fit.shift
-            self.fits += 1
-        return fit
+        if not (fit.ok and fit.scale > 0 and math.isfinite(fit.shift)):
+            return fit, (f"poor fit: {fit.pixels} pixels, {100 * fit.inlier_fraction:.0f}% inliers, scale "
+                         f"{fit.scale:.3g}")
+        if self.fits:
+            a = self.smoothing
+            step = math.log1p(self.max_step)
+            log_scale = a * math.log(self.scale) + (1 - a) * math.log(fit.scale)
+            log_scale = min(max(log_scale, math.log(self.scale) - step), math.log(self.scale) + step)
+            shift = a * self.shift + (1 - a) * fit.shift
+            self.scale = math.exp(log_scale)
+            self.shift = min(max(shift, self.shift - self.max_step), self.shift + self.max_step)
+        else:
+            self.scale, self.shift = fit.scale, fit.shift
+        self.fits += 1
+        return fit, None
 
     def apply(self, depth: np.ndarray) -> np.ndarray:
         """The prediction with the running scale and shift applied."""

@@ -268,28 +268,67 @@ def test_burst_processes_the_newest_frame_and_counts_the_stale_ones(start) -> No
 
 
 def test_bad_inputs_are_named_counted_throttled_and_survived(start, capfd) -> None:
-    h = start()
+    h = start(camera_info_wait=0.3)
     good = RNG.integers(0, 256, (60, 80, 3), dtype=np.uint8)
     assert h.send(raw_image(good, 1), camera_info(60, 80, 1)) is not None
     for stamp in (2, 3, 4):  # a depth image on the colour topic, three times
         bad = fill_image(Image(), np.ones((60, 80), np.float32), "32FC1")
         bad.header.stamp.sec = stamp
         assert h.send(bad, camera_info(60, 80, stamp)) is None
-    assert h.send(raw_image(good, 5)) is None  # no camera_info for this stamp
-    assert h.send(raw_image(good, 6), camera_info(120, 160, 6)) is None  # camera_info of another size
+    h.info_pub.publish(camera_info(120, 160, 6))  # camera_info of another size, here before its image
+    assert h.spin_until(lambda: h.node.infos.latest().width == 160)
+    assert h.send(raw_image(good, 6)) is None
     small = RNG.integers(0, 256, (30, 40, 3), dtype=np.uint8)
     resized = h.send(raw_image(small, 7), camera_info(30, 40, 7))  # size change mid-stream: followed
     assert resized is not None and (resized.width, resized.height) == (40, 30)
-    assert h.send(raw_image(good, 8), camera_info(60, 80, 8)) is not None  # and the node still works
+    assert h.send(raw_image(good, 8)) is None  # no camera_info for it, and the last ones were of other sizes
+    assert h.send(raw_image(good, 9), camera_info(60, 80, 9)) is not None  # and the node still works
     dropped = h.node.stats.summary()["dropped"]
     assert dropped == {"decode": 3, "no_camera_info": 1, "camera_info_mismatch": 1}
     assert h.spin_until(lambda: any(st.level == DiagnosticStatus.WARN for d in h.diagnostics for st in d.status))
     err = capfd.readouterr().err
     assert err.count("'32FC1' cannot be converted to colour") + err.count("is not a colour image") == 1  # throttled
-    assert "no camera_info within 1.0 ms of image stamp 5.000" in err
+    assert ("no camera_info within 1.0 ms of image stamp 8.000 (none arrived within 0.30 s) and no earlier one of "
+            "this 80x60 camera to reuse (the last one received is 40x30, stamp 7.000)") in err
     assert "camera_info is 160x120 but the image is 80x60" in err
     assert "image size changed from 80x60 to 40x30" in err
     assert "Traceback" not in err
+
+
+def test_late_camera_info_is_stood_in_for_and_never_holds_up_newer_frames(start, capfd) -> None:
+    h = start()
+    image = RNG.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    assert h.send(raw_image(image, 1), camera_info(60, 80, 1)) is not None
+    started = time.monotonic()
+    late = h.send(raw_image(image, 2))  # its camera_info is late: the steady camera's last one stands in, no wait
+    assert late is not None and time.monotonic() - started < 0.5
+    assert h.spin_until(lambda: 2 in h.infos) and list(h.infos[2].k) == list(camera_info(60, 80, 1).k)
+    assert h.node.stats.summary()["events"] == {"camera_info_reused": 1}
+    h.info_pub.publish(camera_info(60, 80, 3, f=200.0))  # the camera model changes (e.g. a new calibration) ...
+    assert h.spin_until(lambda: h.node.infos.latest().k[0] == 200.0)
+    assert h.send(raw_image(image, 3)) is not None  # ... and its own frame matches it
+    assert h.node.stats.summary()["events"] == {"camera_info_reused": 1}
+    # just after a change, a frame without its own camera_info waits for it; a newer frame cuts that wait short
+    h.send(raw_image(image, 4), wait=False)
+    h.send(raw_image(image, 5), camera_info(60, 80, 5, f=200.0), wait=False)
+    assert h.spin_until(lambda: 5 in h.depth, timeout=5.0)
+    assert h.node.stats.summary()["dropped"] in ({"no_camera_info": 1}, {"stale": 1})  # 4 waited or was replaced
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_uncalibrated_camera_gets_depth_but_no_cloud(start, capfd) -> None:
+    h = start()
+    image = RNG.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    uncalibrated = CameraInfo(height=60, width=80)  # all-zero K: usb_cam without a calibration file
+    for stamp in (1, 2):
+        uncalibrated.header.stamp.sec = stamp
+        assert h.send(raw_image(image, stamp), uncalibrated) is not None
+    assert h.spin_until(lambda: 2 in h.infos) and not any(h.infos[2].k)
+    h.spin_for(0.3)
+    assert not h.points and h.node.stats.summary()["events"] == {"points_skipped_uncalibrated": 2}
+    assert h.node.stats.summary()["dropped"] == {}
+    err = capfd.readouterr().err
+    assert err.count("depth/points skipped (depth/image is still published); calibrate the camera") == 1
 
 
 def test_corrupt_compressed_frame_is_skipped(start, capfd) -> None:
@@ -364,18 +403,57 @@ def test_sample_log_frames(start, tmp_path: Path) -> None:
     assert len(images) == 4
 
 
-def test_missing_or_incompatible_model_refuses_to_start_or_to_switch(start, tmp_path: Path, capfd, monkeypatch) -> None:
+def test_bad_model_files_refuse_to_start_or_to_switch(start, tmp_path: Path, capfd, monkeypatch) -> None:
     monkeypatch.setenv("ROS_DOMAIN_ID", str(DOMAIN_ID))  # main() uses the default context
-    assert main(["estimator", "--ros-args", "-p", f"model:={tmp_path / 'none.onnx'}"]) == 1
-    assert f"model file {tmp_path / 'none.onnx'} does not exist" in capfd.readouterr().err
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint\n")
+    missing = tmp_path / "none.onnx"
+    for args, expect in (([f"model:={missing}"], f"cannot start: {missing}: does not exist"),
+                         ([f"model:={text}"], f"cannot start: {text}: is not a PyTorch checkpoint"),
+                         (["model:="], "an empty value is written -p 'NAME:=\"\"'"),
+                         (["min_depth:=20.0"], "min_depth 20.0 m is outside the model's range 0.1..10.0")):
+        assert main(["estimator", "--ros-args", *[a for arg in args for a in ("-p", arg)]]) == 1
+        err = capfd.readouterr().err
+        assert expect in err and "Traceback" not in err
     garbage = tmp_path / "garbage.onnx"
-    garbage.write_bytes(b"this is not a model")
-    assert main(["estimator", "--ros-args", "-p", f"model:={garbage}", "-p", "backend:=onnxruntime"]) == 1
-    assert "cannot start: ONNX Runtime cannot load" in capfd.readouterr().err
+    garbage.write_bytes(b"\x08\x07this is not a model")
     h = start()
     before = h.node.pipeline.estimator
     refused = h.node.set_parameters([Parameter("model", value=str(garbage))])[0]
-    assert not refused.successful and "cannot load the estimator" in refused.reason
+    assert not refused.successful
+    assert refused.reason.startswith(f"cannot load the estimator: {garbage}: is not a readable ONNX model")
     assert h.node.pipeline.estimator is before and h.node.params.model != str(garbage)
+    refused = h.node.set_parameters([Parameter("min_depth", value=20.0)])[0]
+    assert not refused.successful and "outside the model's range 0.1..10.0 m" in refused.reason
+    refused = h.node.set_parameters([Parameter("input_width", value=160)])[0]  # taken alone, with the model's 96
+    assert not refused.successful and "fixed input size 96x128; it cannot run at 96x160" in refused.reason
     image = RNG.integers(0, 256, (60, 80, 3), dtype=np.uint8)
     assert h.send(raw_image(image, 1), camera_info(60, 80, 1)) is not None
+
+
+def test_scale_alignment_survives_impossible_lr_depth(start, estimator, capfd) -> None:
+    h = start(**{"scale_align.enabled": True, "scale_align.smoothing": 0.0})
+    image = RNG.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    pred = estimator.infer(image, "bgr8")[0]
+
+    def send_with_lr(stamp: int, lr: Image) -> np.ndarray:
+        lr.header.stamp.sec = stamp
+        h.lr_pub.publish(lr)
+        assert h.spin_until(lambda: (h.node.lr_depths.latest() or (0,))[0] == stamp * 1_000_000_000)
+        msg = h.send(raw_image(image, stamp), camera_info(120, 160, stamp))
+        assert msg is not None, f"no depth for frame {stamp}"
+        return decode_depth(msg)
+
+    np.testing.assert_allclose(send_with_lr(1, fill_image(Image(), 2.0 * reduce_to(pred, (30, 40)), "32FC1")),
+                               2.0 * pred, rtol=1e-3)
+    no_return = fill_image(Image(), np.full((30, 40), 65535, np.uint16), "16UC1")  # 16UC1 "no reading"
+    huge = fill_image(Image(), np.full((30, 40), 1e30, np.float32), "32FC1")
+    other_aspect = fill_image(Image(), np.full((30, 30), 2000, np.uint16), "16UC1")  # an unregistered ToF
+    for stamp, lr in ((2, no_return), (3, huge), (4, other_aspect)):
+        np.testing.assert_allclose(send_with_lr(stamp, lr), 2.0 * pred, rtol=1e-3)  # still published, scale kept
+    assert h.node.pipeline.aligner.scale == pytest.approx(2.0, rel=1e-3)
+    s = h.node.stats.summary()
+    assert s["events"] == {"align_skipped": 3} and s["dropped"] == {}
+    err = capfd.readouterr().err
+    assert "scale alignment skipped for this frame: only 0 of 1200 LR readings are within 0.05..20.0 m" in err
+    assert "Traceback" not in err

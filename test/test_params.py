@@ -11,7 +11,17 @@ from rclpy.exceptions import InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from depth_node.params import FIELDS, NodeParams, check_value, declare, params_from_values, reload_names, with_changes
+from depth_node.params import (
+    FIELDS,
+    NodeParams,
+    check_value,
+    declare,
+    depth_range_problem,
+    input_size,
+    params_from_values,
+    reload_names,
+    with_changes,
+)
 
 CONFIG = Path(__file__).parents[1] / "config" / "estimator.yaml"
 DOMAIN_ID = 41  # Linux: ids above 101 can collide with ephemeral ports
@@ -97,8 +107,29 @@ def test_run_time_changes_are_validated() -> None:
     assert with_changes(params, {"points_decimation": 4}).points_decimation == 4
     with pytest.raises(ValueError, match="output_encoding must be one of 32FC1, 16UC1"):
         with_changes(params, {"output_encoding": "8UC1"})
-    with pytest.raises(ValueError, match="both be 0"):
-        with_changes(params, {"input_width": 320})
     assert check_value("nope", 1) == "unknown parameter 'nope'"
     assert {"model", "backend", "input_width", "input_height", "engine_cache_dir"} == reload_names()
     assert params_from_values({}) == params
+
+
+def test_width_and_height_are_settable_one_at_a_time() -> None:
+    params = NodeParams()
+    assert input_size(params, (480, 640)) is None
+    width_only = with_changes(params, {"input_width": 320})  # each accepted alone: 0 is the model's own value
+    assert input_size(width_only, (480, 640)) == (480, 320)
+    both = with_changes(width_only, {"input_height": 240})
+    assert input_size(both, (480, 640)) == (240, 320) and input_size(both, None) == (240, 320)
+    with pytest.raises(ValueError, match="input_width is set alone but the model records no input size"):
+        input_size(width_only, None)
+
+
+def test_depth_range_must_lie_within_the_models() -> None:
+    assert depth_range_problem(NodeParams(), 0.1, 10.0) is None
+    assert depth_range_problem(with_changes(NodeParams(), {"min_depth": 0.5, "max_depth": 8.0}), 0.1, 10.0) is None
+    far = with_changes(NodeParams(), {"min_depth": 20.0})
+    assert "min_depth 20.0 m is outside the model's range 0.1..10.0 m" in depth_range_problem(far, 0.1, 10.0)
+    assert "max_depth 0.05 m" in depth_range_problem(with_changes(NodeParams(), {"max_depth": 0.05}), 0.1, 10.0)
+    inverted = with_changes(NodeParams(), {"max_depth": 0.1})  # against the model's own minimum
+    assert "must be below" in depth_range_problem(inverted, 0.1, 10.0)
+    with pytest.raises(ValueError, match="min_depth .* must be below max_depth"):
+        with_changes(NodeParams(), {"min_depth": 5.0, "max_depth": 2.0})

@@ -50,18 +50,18 @@ def test_scale_and_shift_are_recovered() -> None:
 def test_too_few_pixels_is_not_ok_and_does_not_move_the_estimate() -> None:
     pred = prediction()
     aligner = ScaleAligner(smoothing=0.5)
-    aligner.update(pred, sensor(pred, 2.0))
+    assert aligner.update(pred, sensor(pred, 2.0))[1] is None
     assert aligner.scale == pytest.approx(2.0, rel=0.01)  # the first good fit sets the estimate
     empty = np.zeros((30, 40), np.float32)
     empty[0, :5] = 1.0
-    fit = aligner.update(pred, empty)
-    assert not fit.ok and fit.pixels == 5
+    fit, skipped = aligner.update(pred, empty)
+    assert fit is None and "only 5 of 1200 LR readings are within 0.05..20.0 m" in skipped
     assert aligner.scale == pytest.approx(2.0, rel=0.01)
 
 
 def test_running_scale_is_smoothed_over_time() -> None:
     pred = prediction()
-    aligner = ScaleAligner(smoothing=0.8)
+    aligner = ScaleAligner(smoothing=0.8, max_step=1.0)
     aligner.update(pred, sensor(pred, 1.0))
     aligner.update(pred, sensor(pred, 2.0))
     assert 1.0 < aligner.scale < 1.3  # one frame moves it by (1 - 0.8) in log-scale
@@ -85,6 +85,30 @@ def test_real_kinect_depth_against_its_own_lr_version() -> None:
     lr = cv2.resize(np.nan_to_num(gt), (160, 120), interpolation=cv2.INTER_NEAREST)
     pred = np.where(np.isfinite(gt), 0.8 * gt, 2.0).astype(np.float32)  # a prediction 20% too near, filled holes
     aligner = ScaleAligner()
-    fit = aligner.update(pred, lr)
+    fit, skipped = aligner.update(pred, lr)
+    assert skipped is None
     assert fit.ok and fit.pixels > 0.8 * 120 * 160
     assert fit.scale == pytest.approx(1.25, rel=0.02)
+
+
+def test_impossible_lr_readings_are_skipped_and_cannot_throw_the_scale_off() -> None:
+    pred = prediction()
+    aligner = ScaleAligner(smoothing=0.5, max_step=0.05)
+    good = sensor(pred, 2.0)
+    assert aligner.update(pred, good)[1] is None
+    before = aligner.scale
+    for bad, why in ((np.full_like(good, 65.535), "within 0.05..20.0 m"),  # 16UC1 65535 "no return" if decoded raw
+                     (np.full_like(good, 1e30), "within 0.05..20.0 m"),
+                     (np.full_like(good, np.inf), "within 0.05..20.0 m"),
+                     (np.full_like(good, np.nan), "within 0.05..20.0 m"),
+                     (sensor(pred, 2.0)[:, :30], "aspect ratio")):  # an unregistered sensor of another shape
+        fit, skipped = aligner.update(pred, bad)
+        assert skipped is not None and why in skipped
+        assert aligner.scale == before and np.isfinite(aligner.apply(pred)).all()
+    spiked = good.copy()
+    spiked[:, :] = 20.0  # a valid but wildly wrong frame (everything at the far limit): bounded to 5%
+    assert aligner.update(pred, spiked)[1] is None
+    assert aligner.scale == pytest.approx(before * 1.05, rel=1e-6)
+    for _ in range(3):
+        aligner.update(pred, good)
+    assert aligner.scale == pytest.approx(2.0, rel=0.03)  # back within a few frames
