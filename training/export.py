@@ -128,17 +128,25 @@ def export_onnx(model_path: str | None, onnx_path: Path, height: int | None = No
         model = onnx.load(str(tmp))
         if precision == "fp16":
             model = to_fp16(model)
-        for key, value in deployment_metadata(cfg, meta, checkpoint, height, width, dynamic, precision,
-                                              uint8_input).items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
         model.doc_string = "depth_node monocular metric depth estimator"
-        onnx.checker.check_model(model, full_check=True)
-        onnx.save(model, str(tmp))
+        save_checked(model, tmp, deployment_metadata(cfg, meta, checkpoint, height, width, dynamic, precision,
+                                                     uint8_input))
         tmp.replace(onnx_path)
     finally:
         tmp.unlink(missing_ok=True)
     return onnx_path
+
+
+def save_checked(model: Any, path: Path, metadata: dict[str, str]) -> None:
+    """Set an ONNX model's metadata to ``metadata`` (what runtimes read), check the model fully and write it."""
+    import onnx
+
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
 
 
 def to_fp16(model):

@@ -73,6 +73,8 @@ def quantize(onnx_path: Path, calib: str, out: Path, frames: int = 32, method: s
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from .export import save_checked
+
     onnx_path, out = Path(onnx_path), Path(out)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX model {onnx_path} does not exist (make one with `depth-train export`)")
@@ -105,15 +107,11 @@ def quantize(onnx_path: Path, calib: str, out: Path, frames: int = 32, method: s
                             extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
                                            "QuantizeBias": not symmetric})
         quantized = onnx.load(str(tmp))
-        del quantized.metadata_props[:]
-        for key, value in {**metadata, "precision": "int8",
-                           "quantization": f"static Q/DQ, {'symmetric int8' if symmetric else 'asymmetric uint8'} "
-                                           f"activations, per-channel int8 weights, {method} calibration on {frames} "
-                                           f"frames of {calib}; {len(excluded)} nodes in float"}.items():
-            entry = quantized.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.checker.check_model(quantized, full_check=True)
-        onnx.save(quantized, str(tmp))
+        save_checked(quantized, tmp, {
+            **metadata, "precision": "int8",
+            "quantization": f"static Q/DQ, {'symmetric int8' if symmetric else 'asymmetric uint8'} activations, "
+                            f"per-channel int8 weights, {method} calibration on {frames} frames of {calib}; "
+                            f"{len(excluded)} nodes in float"})
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
