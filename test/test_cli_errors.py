@@ -63,9 +63,12 @@ def test_garbage_model_file_is_one_line(capsys, folder, tmp_path):
 
 def test_fit_and_evaluate_skip_missing_and_unreadable_frames(folder, tmp_path, caplog, capsys):
     main(["fit", "train.steps=1", "train.batch_size=2", "data.crop_height=64", "data.crop_width=96",
-          "loss.w_affinity=0", "model.pretrained=false", "model.input_height=96", "model.input_width=128",
-          "--data", f"{folder}@0:3", "--out", str(tmp_path / "run")])
+          "loss.teacher_steps=2", "model.pretrained=false", "model.input_height=96", "model.input_width=128",
+          "--data", str(folder), "--out", str(tmp_path / "run")])
     assert f"{folder}: skipped 1 frame: missing depth file (frame-000002.depth.png)" in caplog.text
+    # the corrupt colour image is found when it is first read (the teacher reads every frame), skipped and said once
+    assert caplog.text.count("training skips frame") == 1
+    assert "frame-000003.color.jpg: unreadable color image (1 unreadable so far)" in caplog.text
     main(["evaluate", "--model", str(tmp_path / "run" / "checkpoint.pt"), "--backend", "torch", "--data", str(folder),
           "--json", str(tmp_path / "eval.json"), "--csv", str(tmp_path / "eval.csv")])
     summary = json.loads((tmp_path / "eval.json").read_text())

@@ -10,6 +10,7 @@ from depth_node_training.losses import masked_depth_loss
 from depth_node_training.networks import ReconstructionNet
 from depth_node_training.objective import STUDENT_STRIDES, matched_levels
 from depth_node_training.teacher import pretrain_teacher, teacher_input
+from depth_node_training.training_pairs import TrainingPairs
 
 
 def planes(n: int, h: int = 48, w: int = 64, seed: int = 0) -> list[Frame]:
@@ -58,7 +59,7 @@ def test_pretraining_learns_the_task_and_freezes_the_teacher(task):
     untrained = ReconstructionNet(0.1, 10.0).eval()
     with torch.no_grad():
         before = masked_depth_loss(untrained(degraded), held_out, held_out > 0).item()
-    teacher = pretrain_teacher(frames, cfg, torch.device("cpu"), progress=False)
+    teacher = pretrain_teacher(TrainingPairs(frames, cfg.data), cfg, torch.device("cpu"), progress=False)
     with torch.no_grad():
         after = masked_depth_loss(teacher(degraded), held_out, held_out > 0).item()
     assert after < 0.5 * before, (before, after)

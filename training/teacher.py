@@ -22,11 +22,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .config import Config
-from .frames import FrameSource
 from .losses import masked_depth_loss
 from .networks import ReconstructionNet
 from .reduce import down, valid_depth
-from .training_pairs import lr_supervision
+from .training_pairs import TrainingPairs, lr_supervision
 
 TASKS = ("completion", "super_resolution")
 SR_FACTOR = 4
@@ -55,21 +54,23 @@ def teacher_input(depth: torch.Tensor, task: str, generator: torch.Generator | N
     return depth * keep
 
 
-def lr_maps(frames: FrameSource, cfg: Config) -> torch.Tensor:
-    """(N,1,h,w) LR supervision of every training frame (0 = invalid), the teacher's whole training set."""
-    maps = [lr_supervision(frames[i], cfg.data) for i in range(len(frames))]
+def lr_maps(pairs: TrainingPairs) -> torch.Tensor:
+    """(N,1,h,w) LR supervision of every readable training frame (0 = invalid), the teacher's whole training set."""
+    cfg_data = pairs.data
+    frames = [pairs.readable_frame(i) for i in range(len(pairs))]
+    maps = [lr_supervision(frame, cfg_data) for frame in frames]
     depth = torch.from_numpy(np.stack(maps).astype(np.float32))[:, None]
-    return torch.where(valid_depth(depth, cfg.data.min_depth, cfg.data.max_depth), depth, torch.zeros_like(depth))
+    return torch.where(valid_depth(depth, cfg_data.min_depth, cfg_data.max_depth), depth, torch.zeros_like(depth))
 
 
-def pretrain_teacher(frames: FrameSource, cfg: Config, device: torch.device, progress: bool = True,
+def pretrain_teacher(pairs: TrainingPairs, cfg: Config, device: torch.device, progress: bool = True,
                      batch_size: int = 8) -> ReconstructionNet:
     """Train the teacher on its task for ``loss.teacher_steps`` steps, then freeze it (eval mode, no gradients).
 
     Its own seeded generators and forked global RNG: a run with a teacher draws the same student initialisation and
     data as the run without one, so the two are paired; its gradients are clipped at ``train.teacher_grad_clip``."""
     generator = torch.Generator().manual_seed(cfg.train.seed + 7919)
-    depth = lr_maps(frames, cfg)
+    depth = lr_maps(pairs)
     h, w = (min(c, s) for c, s in zip(CROP, depth.shape[-2:]))
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.train.seed + 7919)

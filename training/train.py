@@ -144,7 +144,7 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
         if state is not None and "teacher" in state:
             teacher = freeze(ReconstructionNet(cfg.model.min_depth, cfg.model.max_depth).to(device))
         else:
-            teacher = pretrain_teacher(frames, cfg, device, progress=master and progress)
+            teacher = pretrain_teacher(dataset, cfg, device, progress=master and progress)
     ema = exponential_average(model, t.ema_decay)
     groups = [{"params": model.encoder.parameters(), "scale": t.encoder_lr_scale},
               {"params": [*model.decoder.parameters(), *model.head.parameters()], "scale": 1.0}]

@@ -14,6 +14,7 @@ the scene with every depth divided by ``s``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -25,7 +26,9 @@ from torch.utils.data import Dataset, Sampler
 from .config import DataConfig
 from .frames import Frame, FrameSource
 from .reduce import Box, down, down_depth_np, valid_depth
+from .skipped import FrameError
 
+log = logging.getLogger(__name__)
 ORDER_STREAM, SAMPLE_STREAM = 0, 1  # first seed word: keeps the two kinds of generators apart
 
 
@@ -74,6 +77,22 @@ class TrainingPairs(Dataset):
 
     def __init__(self, frames: FrameSource, data: DataConfig, seed: int = 0) -> None:
         self.frames, self.data, self.seed = frames, data, seed
+        self.unreadable: set[int] = set()  # frames whose file exists but cannot be decoded (this process's view)
+
+    def readable_frame(self, index: int) -> Frame:
+        """Frame ``index``, or the next readable one: a corrupt file is warned about once, with its reason, and its
+        samples are drawn from its successor instead (training goes on; only an all-unreadable set stops it)."""
+        for offset in range(len(self.frames)):
+            k = (index + offset) % len(self.frames)
+            if k in self.unreadable:
+                continue
+            try:
+                return self.frames[k]
+            except FrameError as error:
+                self.unreadable.add(k)
+                log.warning("training skips frame %s: %s (%d unreadable so far)", error.path, error.reason,
+                            len(self.unreadable))
+        raise ValueError(f"no readable frame among the {len(self.frames)} training frames")
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -81,7 +100,7 @@ class TrainingPairs(Dataset):
     def __getitem__(self, key: int | SampleKey) -> dict[str, torch.Tensor]:
         index, epoch, full_frame = key if isinstance(key, tuple) else SampleKey(int(key))
         rng = np.random.default_rng([SAMPLE_STREAM, self.seed, epoch, index])
-        frame = self.frames[index]
+        frame = self.readable_frame(index)
         lr = lr_supervision(frame, self.data)
         H, W = frame.color.shape[:2]
         h, w = lr.shape
