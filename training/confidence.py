@@ -1,11 +1,18 @@
 """Per-pixel confidence from the method's own HR/LR consistency: where f(I) and f(down(I)) disagree, depth is unsure.
 
-Signals (all on log depth, so they are relative and scale-free), computed inside the exported graph:
+Signals (all on log depth, so they are relative and scale-free), computed inside the exported graph on the LR grid
+(the model's training factor: what the LR pass gives anyway), over a ``WINDOW`` x ``WINDOW`` neighbourhood of input
+pixels; their calibrated combination is upsampled bilinearly to the input size before the final sigmoid:
 
-- ``disagreement``: |log D_hr - log up(D_lr)|, D_lr the network on the image reduced by the model's training factor
-  (``down``: area mean, as in training), up: bilinear. The LR pass costs about 1/factor^2 of the HR pass.
-- ``edge``: max - min of log D_hr over a 5x5 window: object borders, where depth is blurred and where the camera's
-  depth and colour are misregistered.
+- ``disagreement``: local mean of |log down(D_hr) - log D_lr|, D_lr the network on the image reduced by the factor
+  (``down``: area mean, as in training). The LR pass costs about 1/factor^2 of the HR pass. Averaged because the
+  per-pixel difference is noisy while errors come in regions (per pixel ranked worse).
+- ``edge``: max - min of log D_hr over the window: depth discontinuities, where depth is blurred, the camera's depth
+  and colour are misregistered, and whose neighbourhood the network gets wrong most often.
+
+Tried and left out (on the calibration frames, ``docs/benchmarks.md``): the depth itself (nearness to the range
+limits; it ranked well on training frames and worse than random on held-out ones), the signed disagreement, a 5x5
+window, and image texture.
 
 Calibration (``depth-train calibrate-confidence``): a logistic regression on the log of the chosen signals, fitted on
 training frames with ground truth, so that ``confidence = P(|D - D_gt| / D_gt < threshold)`` on data like the
@@ -31,7 +38,7 @@ from .reduce import area_mean, lr_size
 
 FEATURES = ("disagreement", "edge")
 EPS = 1e-4  # log floor of a signal: 0.01% relative difference counts as none
-EDGE_WINDOW = 5
+WINDOW = 17  # input pixels; 5 and 9 ranked worse on the calibration frames, 33 no better
 CANDIDATES = (("disagreement",), ("edge",), ("disagreement", "edge"))
 log = logging.getLogger(__name__)
 
@@ -77,18 +84,25 @@ def load_calibration(checkpoint: Path) -> Calibration | None:
 
 
 def signals(net: nn.Module, x: torch.Tensor, depth: torch.Tensor, factor: float) -> dict[str, torch.Tensor]:
-    """The log of each signal (N,1,H,W) for normalised input ``x`` and its HR prediction ``depth``."""
-    h, w = (int(n) for n in x.shape[-2:])  # static sizes (a traced export fixes them anyway)
-    log_hr = torch.log(depth)
-    log_lr = torch.log(net(area_mean(x, lr_size(h, w, factor))))
-    up = F.interpolate(log_lr, size=(h, w), mode="bilinear", align_corners=False)
-    pad = EDGE_WINDOW // 2
-    edge = F.max_pool2d(log_hr, EDGE_WINDOW, 1, pad) + F.max_pool2d(-log_hr, EDGE_WINDOW, 1, pad)
-    return {"disagreement": torch.log((log_hr - up).abs() + EPS), "edge": torch.log(edge + EPS)}
+    """The log of each signal (N,1,h,w) on the LR grid, for normalised input ``x`` and its HR prediction ``depth``."""
+    size = lr_size(*(int(n) for n in x.shape[-2:]), factor)  # static sizes (a traced export fixes them anyway)
+    log_lr = torch.log(net(area_mean(x, size)))
+    log_hr = torch.log(area_mean(depth, size))
+    k = max(3, round(WINDOW / factor) // 2 * 2 + 1)  # odd, in LR pixels
+    edge = window_max(log_hr, k) + window_max(-log_hr, k)
+    return {"disagreement": torch.log(window_mean((log_hr - log_lr).abs(), k) + EPS), "edge": torch.log(edge + EPS)}
+
+
+def upsample(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(t, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class ConfidenceHead(nn.Module):
-    """The calibrated map in [0, 1] from the network, the normalised input and its HR depth."""
+    """The calibrated map in [0, 1] from the network, the normalised input and its HR depth.
+
+    The logit is linear in the signals, so upsampling it equals upsampling each signal first (what ``collect`` does
+    to fit the calibration at the input's pixels).
+    """
 
     def __init__(self, calibration: Calibration, factor: float) -> None:
         super().__init__()
@@ -98,7 +112,18 @@ class ConfidenceHead(nn.Module):
         c = self.calibration
         s = signals(net, x, depth, self.factor)
         logit = c.bias + sum(w * s[name] for name, w in zip(c.features, c.weights))
-        return torch.sigmoid(logit)
+        return torch.sigmoid(upsample(logit, depth))
+
+
+def window_max(t: torch.Tensor, k: int = WINDOW) -> torch.Tensor:
+    """Max over a k x k window (same size out), as a row then a column pass."""
+    return F.max_pool2d(F.max_pool2d(t, (1, k), 1, (0, k // 2)), (k, 1), 1, (k // 2, 0))
+
+
+def window_mean(t: torch.Tensor, k: int = WINDOW) -> torch.Tensor:
+    """Mean over a k x k window (same size out; only the pixels inside the image count at its borders)."""
+    row = F.avg_pool2d(t, (1, k), 1, (0, k // 2), count_include_pad=False)
+    return F.avg_pool2d(row, (k, 1), 1, (k // 2, 0), count_include_pad=False)
 
 
 def fit_logistic(features: np.ndarray, target: np.ndarray, iterations: int = 25, ridge: float = 1e-6
@@ -138,7 +163,7 @@ def collect(checkpoint: Path, data: str, pixels_per_frame: int, frames_stride: i
         with torch.no_grad():
             x = image * deploy.scale + deploy.shift
             depth = net(x)
-            s = signals(net, x, depth, cfg.model.factor)
+            s = {name: upsample(t, depth) for name, t in signals(net, x, depth, cfg.model.factor).items()}
         gt = frame.depth_hr
         valid = np.flatnonzero(np.isfinite(gt) & (gt >= cfg.data.min_depth) & (gt <= cfg.data.max_depth))
         pick = rng.choice(valid, min(pixels_per_frame, valid.size), replace=False)
