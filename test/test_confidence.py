@@ -13,7 +13,7 @@ import onnx
 import pytest
 from depth_node_training.confidence import Calibration, calibration_path, fit_logistic
 from depth_node_training.export import export_onnx
-from depth_node_training.sparsification import FRACTIONS, mean_curves, sparsification
+from depth_node_training.sparsification import FRACTIONS, mean_curves, reliability, reliability_counts, sparsification
 
 from depth_node.estimator import load_estimator
 from depth_node.model_check import check_model_file, probe
@@ -53,6 +53,17 @@ def test_mean_curves_average_frames_and_read_the_80_percent_point() -> None:
     assert summary["abs_rel_kept_80"] == pytest.approx((kept + frames[1]["abs_rel"]["curve"][4]) / 2)
     assert summary["abs_rel_all"] == pytest.approx(err.mean())
     assert summary["aurg"] == pytest.approx((frames[0]["abs_rel"]["aurg"] + frames[1]["abs_rel"]["aurg"]) / 2)
+
+
+def test_reliability_bins_confidence_against_observed_frequency() -> None:
+    rel = np.array([0.05, 0.2, 0.01, 0.3, 0.02])
+    conf = np.array([0.15, 0.12, 0.95, 0.99, 1.0])  # 1.0 falls in the last bin
+    r = reliability(reliability_counts(rel, conf, 0.1, bins=2), 0.1)
+    assert r["observed_within_threshold"] == pytest.approx(3 / 5)
+    assert r["mean_confidence"] == pytest.approx(conf.mean())
+    high = (0.95 + 0.99 + 1.0) / 3
+    assert r["bins"] == [pytest.approx({"confidence": 0.135, "observed": 0.5, "pixel_fraction": 0.4}),
+                         pytest.approx({"confidence": high, "observed": 2 / 3, "pixel_fraction": 0.6})]
 
 
 def test_logistic_fit_recovers_known_weights() -> None:
@@ -107,7 +118,7 @@ def test_evaluate_confidence_writes_curves_and_plot(calibrated: Path, redkitchen
     assert run.returncode == 0, run.stderr
     c = json.loads(out.read_text())["confidence"]
     assert c["frames"] == 2 and len(c["curve"]) == len(FRACTIONS)
-    assert {"ause", "aurg", "abs_rel_kept_80", "abs_rel_all"} <= set(c) and c["ause"] >= 0
+    assert {"ause", "aurg", "abs_rel_kept_80", "abs_rel_all", "reliability"} <= set(c) and c["ause"] >= 0
     assert c["curve"][0]["abs_rel"] == pytest.approx(c["abs_rel_all"])
     assert out.with_suffix(".sparsification.png").stat().st_size > 1000
     assert "AURG" in run.stdout

@@ -22,7 +22,7 @@ from .frames import FrameSource
 from .metrics import METRICS, depth_metrics
 from .previews import preview_row, save_rows
 from .skipped import FrameError, Skipped, skipped_of
-from .sparsification import mean_curves, plot, sparsification
+from .sparsification import mean_curves, plot, reliability, reliability_counts, sparsification
 from .training_pairs import lr_supervision
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -45,14 +45,16 @@ def torch_predictor(model: torch.nn.Module, mean, std) -> Predictor:
 
 def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 0.1, max_depth: float = 10.0,
                     median_scaling: bool = False, csv_path: Path | None = None, previews_dir: Path | None = None,
-                    previews: int = 4, desc: str = "evaluate", confidence: bool = False) -> dict:
+                    previews: int = 4, desc: str = "evaluate", confidence: bool = False,
+                    confidence_threshold: float = 0.1) -> dict:
     """Mean metrics over frames with HR ground truth; predictions of another size are resized to the ground truth.
 
     Frames that cannot be read or have no ground truth are skipped and counted by reason in ``skipped`` (with what
     the reader left out when it opened); only when no frame remains is it an error. With ``confidence`` the predictor
-    returns (depth, confidence) and the summary gets the frame-averaged sparsification curves under ``confidence``.
+    returns (depth, confidence) and the summary gets the frame-averaged sparsification curves under ``confidence``, and
+    how often pixels of each confidence had a relative error below ``confidence_threshold`` (the calibration's).
     """
-    rows, picked, curves = [], [], []
+    rows, picked, curves, counts = [], [], [], 0.0
     skipped = Skipped()  # while scoring (the reader warned about its own when it opened)
     preview_at = set(np.linspace(0, len(frames) - 1, previews).round().astype(int).tolist()) if previews else set()
     for i in tqdm(range(len(frames)), desc=desc, dynamic_ncols=True):
@@ -74,6 +76,8 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
             valid = np.isfinite(gt) & (gt >= min_depth) & (gt <= max_depth)
             scored = np.clip(np.nan_to_num(pred[valid], nan=min_depth), min_depth, max_depth)
             curves.append(sparsification(scored, gt[valid], conf[valid]))
+            counts = counts + reliability_counts(np.abs(scored - gt[valid]) / gt[valid], conf[valid],
+                                                 confidence_threshold)
         if i in preview_at:
             picked.append(preview_row(frame.color, gt, pred, min_depth, max_depth, conf))
     skipped.warn(log, desc)
@@ -85,6 +89,7 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
     summary["skipped"] = skipped.as_dict()
     if curves:
         summary["confidence"] = mean_curves(curves)
+        summary["confidence"]["reliability"] = reliability(counts, confidence_threshold)
     if csv_path:
         Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
         with open(csv_path, "w", newline="") as f:
@@ -147,8 +152,10 @@ def run(args) -> None:
             return estimator.infer_with_confidence(rgb, "rgb8")[:2]
         return estimator.infer(rgb, "rgb8")[0]
 
+    threshold = json.loads(estimator.metadata.get("confidence", "{}")).get("threshold", 0.1)
     summary = evaluate_frames(predict, frames, args.min_depth, args.max_depth, args.median_scaling, args.csv,
-                              args.previews, desc=f"evaluate ({estimator.backend})", confidence=args.confidence)
+                              args.previews, desc=f"evaluate ({estimator.backend})", confidence=args.confidence,
+                              confidence_threshold=threshold)
     summary.update({"model": str(args.model or "default"), "backend": estimator.backend, "data": args.data,
                     "factor": factor})
     print(format_table({Path(str(args.model or "default")).name: summary}))
@@ -157,6 +164,9 @@ def run(args) -> None:
         c = summary["confidence"]
         print(f"confidence: AUSE {c['ause']:.4f}, AURG {c['aurg']:.4f} (AbsRel); AbsRel all {c['abs_rel_all']:.4f}, "
               f"80% most confident {c['abs_rel_kept_80']:.4f} ({c['abs_rel_kept_80'] / c['abs_rel_all'] - 1:+.1%})")
+        r = c["reliability"]
+        print(f"mean confidence {r['mean_confidence']:.3f}; pixels with relative error < {r['threshold']:g}: "
+              f"{r['observed_within_threshold']:.3f}")
         plot_path = args.confidence_plot or (args.json.with_suffix(".sparsification.png") if args.json else None)
         if plot_path:
             Path(plot_path).parent.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,24 @@ def sparsification(pred: np.ndarray, gt: np.ndarray, confidence: np.ndarray,
     return out
 
 
+def reliability_counts(rel_err: np.ndarray, confidence: np.ndarray, threshold: float, bins: int = 10) -> np.ndarray:
+    """(bins, 3) sums per confidence bin of [pixels, confidence, pixels with relative error < threshold]: summed over
+    frames, they say whether confidence means P(relative error < threshold) (``reliability``)."""
+    index = np.minimum((np.asarray(confidence) * bins).astype(int), bins - 1)
+    counts = np.zeros((bins, 3))
+    np.add.at(counts, index, np.stack([np.ones_like(rel_err), confidence, rel_err < threshold], 1))
+    return counts
+
+
+def reliability(counts: np.ndarray, threshold: float) -> dict:
+    """Mean confidence against the observed fraction within ``threshold``, overall and per non-empty bin."""
+    n = counts[:, 0].sum()
+    rows = [{"confidence": float(c[1] / c[0]), "observed": float(c[2] / c[0]), "pixel_fraction": float(c[0] / n)}
+            for c in counts if c[0] > 0]
+    return {"threshold": threshold, "mean_confidence": float(counts[:, 1].sum() / n),
+            "observed_within_threshold": float(counts[:, 2].sum() / n), "bins": rows}
+
+
 def mean_curves(per_frame: list[dict[str, dict]], fractions: np.ndarray = FRACTIONS) -> dict:
     """Frame-averaged curves and areas, as the ``confidence`` entry of the evaluation JSON."""
     summary: dict = {}
