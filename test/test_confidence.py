@@ -122,3 +122,18 @@ def test_evaluate_confidence_writes_curves_and_plot(calibrated: Path, redkitchen
     assert c["curve"][0]["abs_rel"] == pytest.approx(c["abs_rel_all"])
     assert out.with_suffix(".sparsification.png").stat().st_size > 1000
     assert "AURG" in run.stdout
+
+
+def test_calibrate_cli_fits_on_real_frames_and_export_bakes_it_in(redkitchen: Path, tmp_path: Path) -> None:
+    from depth_node_training.cli import main as depth_train
+    from test_confidence_node import tiny_checkpoint
+
+    checkpoint = tiny_checkpoint(tmp_path, calibrated=False)
+    depth_train(["calibrate-confidence", "--model", str(checkpoint), "--data", f"{redkitchen}@0:8", "--stride", "4",
+                 "--pixels", "2000"])
+    calibration = Calibration.from_json(calibration_path(checkpoint).read_text())
+    assert calibration.pixels == 4000 and calibration.threshold == 0.1 and calibration.data.endswith("@0:8")
+    assert calibration.features in {("disagreement",), ("edge",), ("disagreement", "edge")}
+    assert np.isfinite([*calibration.weights, calibration.bias]).all()
+    meta = {p.key: p.value for p in onnx.load(str(export_onnx(str(checkpoint), tmp_path / "m.onnx"))).metadata_props}
+    assert Calibration.from_json(meta["confidence"]) == calibration

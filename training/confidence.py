@@ -35,6 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .reduce import area_mean, lr_size
+from .skipped import FrameError, Skipped
 
 FEATURES = ("disagreement", "edge")
 EPS = 1e-4  # log floor of a signal: 0.01% relative difference counts as none
@@ -155,9 +156,15 @@ def collect(checkpoint: Path, data: str, pixels_per_frame: int, frames_stride: i
     rng = np.random.default_rng(seed)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in FEATURES}
     preds, gts, index = [], [], []
+    skipped = Skipped()
     for i in tqdm(range(0, len(frames), frames_stride), desc="calibrate-confidence", dynamic_ncols=True):
-        frame = frames[i]
+        try:
+            frame = frames[i]
+        except FrameError as err:
+            skipped.add(err.reason, err.path.name)
+            continue
         if frame.depth_hr is None:
+            skipped.add("no HR ground truth", frame.name)
             continue
         image = torch.from_numpy(frame.color).permute(2, 0, 1)[None].float()
         with torch.no_grad():
@@ -172,8 +179,10 @@ def collect(checkpoint: Path, data: str, pixels_per_frame: int, frames_stride: i
         for name in FEATURES:
             columns[name].append(s[name][0, 0].numpy().ravel()[pick])
         index.append(np.full(pick.size, i))
+    skipped.warn(log, "calibrate-confidence")
     if not preds:
-        raise ValueError(f"{data}: no frame with HR ground truth to calibrate confidence on")
+        raise ValueError(f"{data}: no frame with HR ground truth to calibrate confidence on "
+                         f"({'; '.join(skipped.lines()) or 'no frames'})")
     return ({k: np.concatenate(v) for k, v in columns.items()}, np.concatenate(preds), np.concatenate(gts),
             np.concatenate(index))
 
