@@ -2,7 +2,9 @@
 
 ``load_estimator`` picks the backend (``auto``: TensorRT, then ONNX Runtime, then PyTorch, the first that is installed
 and can run the model) and ``Estimator.infer`` does the same pre/post-processing for all of them, so every backend is
-measured on the same data with the same code around it.
+measured on the same data with the same code around it. ``Estimator.infer_with_confidence`` also returns the model's
+confidence map (models exported with a ``confidence`` output, see ``depth_node_training.confidence``), resized the
+same way; ``infer`` never computes it (ONNX Runtime runs the graph cut down to the depth).
 
 Sizes and intrinsics: a model with a fixed input size (an exported ONNX/engine, or a checkpoint's configured size) sees
 the image resized to that size; the predicted depth is then resized back to the image's own resolution. The depth map

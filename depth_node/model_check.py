@@ -133,14 +133,15 @@ def _same(a: list[int | str], b: list[int | str]) -> bool:
     return all(x == y or not (isinstance(x, int) and isinstance(y, int)) or x == 0 or y == 0 for x, y in zip(a, b))
 
 
-def probe(estimator: Any) -> str | None:
-    """Why a loaded estimator cannot serve (None: it can): one forward pass on a synthetic image of its input size."""
+def probe(estimator: Any, confidence: bool = False) -> str | None:
+    """Why a loaded estimator cannot serve (None: it can): one forward pass on a synthetic image of its input size,
+    with the confidence output too when asked (not by default: ONNX Runtime would load the full graph for it)."""
     h, w = estimator.input_size or PROBE_SIZE
     y, x = np.mgrid[0:h, 0:w]
     image = np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), np.full_like(x, 128)], -1).astype(np.uint8)
     batch = to_network_input(image, "rgb8", (h, w), getattr(estimator, "input_format", "float32_nchw"))
     try:
-        if getattr(estimator, "has_confidence", False):
+        if confidence and getattr(estimator, "has_confidence", False):
             depth, confidence = (np.asarray(a) for a in estimator.runner.run_confidence(batch))
         else:
             depth, confidence = np.asarray(estimator.runner.run(batch)), None

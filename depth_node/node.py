@@ -65,7 +65,7 @@ def load_for(params: NodeParams) -> Any:
         raise
     except Exception as error:  # noqa: BLE001 - a loader's failure on this file is the reason to refuse it
         raise ModelFileError(model.path, f"cannot be loaded ({error})") from None
-    problem = probe(estimator)
+    problem = probe(estimator, confidence=params.min_confidence > 0)
     if problem:
         raise ModelFileError(model.path, problem)
     problem = depth_range_problem(params, estimator.min_depth, estimator.max_depth) or confidence_problem(

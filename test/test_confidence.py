@@ -97,7 +97,7 @@ def test_exported_confidence_matches_pytorch_and_passes_the_model_check(calibrat
     reference = load_estimator(str(calibrated), "torch")
     onnx_estimator = load_estimator(str(path), "onnxruntime")
     assert reference.has_confidence and onnx_estimator.has_confidence
-    assert probe(onnx_estimator) is None and probe(reference) is None
+    assert probe(onnx_estimator, confidence=True) is None and probe(reference, confidence=True) is None
     depth, confidence, _ = reference.infer_with_confidence(image)
     depth_ort, confidence_ort, _ = onnx_estimator.infer_with_confidence(image)
     assert confidence.shape == depth.shape == (96, 128)
