@@ -4,7 +4,8 @@
 and can run the model) and ``Estimator.infer`` does the same pre/post-processing for all of them, so every backend is
 measured on the same data with the same code around it. ``Estimator.infer_with_confidence`` also returns the model's
 confidence map (models exported with a ``confidence`` output, see ``depth_node_training.confidence``), resized the
-same way; ``infer`` never computes it (ONNX Runtime runs the graph cut down to the depth).
+same way; ``infer`` does not ask for it (PyTorch skips it and ONNX Runtime runs the graph cut down to the depth; a
+TensorRT engine computes it anyway and only its download is saved).
 
 Sizes and intrinsics: a model with a fixed input size (an exported ONNX/engine, or a checkpoint's configured size) sees
 the image resized to that size; the predicted depth is then resized back to the image's own resolution. The depth map
