@@ -10,9 +10,9 @@ pixels; their calibrated combination is upsampled bilinearly to the input size b
 - ``edge``: max - min of log D_hr over the window: depth discontinuities, where depth is blurred, the camera's depth
   and colour are misregistered, and whose neighbourhood the network gets wrong most often.
 
-Tried and left out (on the calibration frames, ``docs/benchmarks.md``): the depth itself (nearness to the range
-limits; it ranked well on training frames and worse than random on held-out ones), the signed disagreement, a 5x5
-window, and image texture.
+Tried and left out (``docs/method.md``, Confidence): the depth itself (nearness to the range limits; it ranked well
+on training frames and worse than random on held-out ones), the signed disagreement, per-pixel and 5x5 windows,
+image texture and distance to the image border.
 
 Calibration (``depth-train calibrate-confidence``): a logistic regression on the log of the chosen signals, fitted on
 training frames with ground truth, so that ``confidence = P(|D - D_gt| / D_gt < threshold)`` on data like the
