@@ -14,6 +14,10 @@ instead: quantized variants calibrated on redkitchen frames 0-399, AbsRel agains
 (never calibrated on), and latency at 640x480 with fp32 and INT8 interleaved in one run:
 
     python bench/backends.py --int8 --out bench/results/int8.json
+``--confidence`` measures what the confidence output costs on ONNX Runtime's CPU provider at 640x480: the model
+exported without it, the model with it asked for depth only (the node without a depth/confidence subscriber), and
+asking for both, interleaved in one run; both graphs exported from the checkpoint here:
+    OMP_NUM_THREADS=1 python bench/backends.py --confidence --threads 1 --out bench/results/confidence_cost.json
 """
 
 from __future__ import annotations
@@ -211,6 +215,56 @@ def main_int8(args: argparse.Namespace, image: np.ndarray) -> None:
     print(f"wrote {args.out}")
 
 
+def confidence_cost(checkpoint: Path, image: np.ndarray, iters: int, threads: int, tmp: Path) -> dict:
+    """Median ms per ``Estimator`` call (pre/post-processing included), interleaved, of the three ways above."""
+    from depth_node_training.export import export_onnx
+
+    from depth_node.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from depth_node.estimator import Estimator
+
+    def estimator(confidence: bool) -> Estimator:
+        path = export_onnx(str(checkpoint), tmp / f"conf-{confidence}.onnx", 480, 640, confidence=confidence)
+        runner = OnnxRuntimeBackend(path, tmp, threads, requested=["CPUExecutionProvider"])
+        return Estimator(runner, runner.input_size)
+
+    plain, calibrated = estimator(False), estimator(True)
+    if not calibrated.has_confidence:
+        raise SystemExit(f"{checkpoint} has no confidence calibration beside it: run depth-train calibrate-confidence")
+    runs = {"without confidence output": lambda: plain.infer(image),
+            "with it, depth only": lambda: calibrated.infer(image),
+            "with it, depth + confidence": lambda: calibrated.infer_with_confidence(image)}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        run(), run()
+    for _ in range(iters):  # interleaved: load changes on a shared machine hit every variant alike
+        for name, run in runs.items():
+            t = time.perf_counter()
+            run()
+            times[name].append(1e3 * (time.perf_counter() - t))
+    base = float(np.median(times["without confidence output"]))
+    return {name: {"median_ms": float(np.median(v)), "p90_ms": float(np.percentile(v, 90)),
+                   "overhead": float(np.median(v)) / base - 1} for name, v in times.items()}
+
+
+def main_confidence(args: argparse.Namespace, image: np.ndarray) -> None:
+    checkpoint = Path(args.model) if args.model else MODEL_DIR / "default.pt"
+    machine = {**cpu_info(), "threads": args.threads, "load_average_before": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = confidence_cost(checkpoint, image, args.iters, args.threads, Path(tmp))
+    machine["load_average_after"] = os.getloadavg()
+    print(f"\nmodel: {checkpoint}; ONNX Runtime CPU, {args.threads or 'all'} thread(s), 640x480, {args.iters} "
+          f"interleaved runs; machine: {machine['model']}, {machine['cores']} cores, load average "
+          f"{machine['load_average_before'][0]:.2f} -> {machine['load_average_after'][0]:.2f}")
+    print("| variant | median ms | p90 ms | vs without |\n| --- | --- | --- | --- |")
+    for name, r in rows.items():
+        print(f"| {name} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['overhead']:+.1%} |")
+    print(f"confidence costs {rows['with it, depth + confidence']['overhead']:+.1%} (target <= +15%)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"model": str(checkpoint), "size": "640x480", "iters": args.iters,
+                                    "machine": machine, "rows": rows}, indent=2))
+    print(f"wrote {args.out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="checkpoint (.pt); default: the shipped model, else random weights")
@@ -222,9 +276,14 @@ def main() -> None:
     parser.add_argument("--int8", action="store_true", help="compare INT8 Q/DQ variants with fp32 ONNX instead")
     parser.add_argument("--onnx", help="--int8: fixed-size fp32 ONNX model (default: the packaged default.onnx)")
     parser.add_argument("--calib-frames", type=int, default=32, help="--int8: calibration frames from 0-399")
+    parser.add_argument("--confidence", action="store_true", help="cost of the confidence output instead")
+    parser.add_argument("--threads", type=int, default=0, help="--confidence: ONNX Runtime threads (0: all cores)")
     args = parser.parse_args()
     if args.int8:
         main_int8(args, read_frame())
+        return
+    if args.confidence:
+        main_confidence(args, read_frame())
         return
 
     with tempfile.TemporaryDirectory() as tmp:

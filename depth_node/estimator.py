@@ -2,7 +2,10 @@
 
 ``load_estimator`` picks the backend (``auto``: TensorRT, then ONNX Runtime, then PyTorch, the first that is installed
 and can run the model) and ``Estimator.infer`` does the same pre/post-processing for all of them, so every backend is
-measured on the same data with the same code around it.
+measured on the same data with the same code around it. ``Estimator.infer_with_confidence`` also returns the model's
+confidence map (models exported with a ``confidence`` output, see ``depth_node_training.confidence``), resized the
+same way; ``infer`` does not ask for it (PyTorch skips it and ONNX Runtime runs the graph cut down to the depth; a
+TensorRT engine computes it anyway and only its download is saved).
 
 Sizes and intrinsics: a model with a fixed input size (an exported ONNX/engine, or a checkpoint's configured size) sees
 the image resized to that size; the predicted depth is then resized back to the image's own resolution. The depth map
@@ -45,8 +48,14 @@ class Backend(Protocol):
     providers: list[str]  # what actually runs it, e.g. ["CUDAExecutionProvider", "CPUExecutionProvider"]
     precision: str  # what it computes in, e.g. "fp32", "fp16 (TensorRT EP trt_fp16_enable)", "int8 (Q/DQ)"
 
+    has_confidence: bool  # the model has a calibrated ``confidence`` output (``depth-train calibrate-confidence``)
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(1,3,H,W) float32 RGB 0..255, or (1,H,W,3) uint8 RGB for uint8 exports -> (H,W) float32 metres."""
+        ...
+
+    def run_confidence(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As ``run``, plus the (H,W) float32 confidence in [0, 1] (only when ``has_confidence``)."""
         ...
 
 
@@ -64,6 +73,7 @@ class Estimator:
         self.input_format = self.metadata.get("input_format", "float32_nchw")
         self.min_depth = float(self.metadata["min_depth"])
         self.max_depth = float(self.metadata["max_depth"])
+        self.has_confidence = bool(getattr(runner, "has_confidence", False))
 
     def __repr__(self) -> str:
         size = "any size" if self.input_size is None else "{}x{}".format(*self.input_size)
@@ -76,16 +86,33 @@ class Estimator:
         The timings are preprocess, inference and postprocess, plus whatever stages the backend reports inside
         inference (the TensorRT runner: ``stage_in``, ``upload``, ``execute``, ``download``).
         """
+        depth, _, timings = self._infer(image, encoding, False)
+        return depth, timings
+
+    def infer_with_confidence(self, image: np.ndarray, encoding: str = "rgb8"
+                              ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        """As ``infer``, plus the HxW float32 confidence in [0, 1] (see ``depth_node_training.confidence``: the
+        probability that the pixel's relative depth error is below the calibration's threshold). ValueError when the
+        model has no confidence output."""
+        if not self.has_confidence:
+            raise ValueError("this model has no confidence output: calibrate it (`depth-train calibrate-confidence`) "
+                             "and re-export it (`depth-train export`)")
+        return self._infer(image, encoding, True)
+
+    def _infer(self, image: np.ndarray, encoding: str, confidence: bool
+               ) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
         t0 = time.perf_counter()
         batch = to_network_input(image, encoding, self.input_size, self.input_format)
         t1 = time.perf_counter()
-        depth = self.runner.run(batch)
+        depth, conf = self.runner.run_confidence(batch) if confidence else (self.runner.run(batch), None)
         t2 = time.perf_counter()
         depth = resize_depth(depth, image.shape[:2])
+        if conf is not None:
+            conf = resize_depth(conf, image.shape[:2])
         t3 = time.perf_counter()
         timings = {"preprocess": 1e3 * (t1 - t0), "inference": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
         timings.update(getattr(self.runner, "last_timings", {}))
-        return depth, timings
+        return depth, conf, timings
 
 
 def _cv2():

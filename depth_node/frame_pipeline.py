@@ -35,6 +35,7 @@ class OutputSettings:
     encoding: str = "32FC1"
     decimation: int = 1
     color: bool = True
+    min_confidence: float = 0.0  # depth whose confidence is below it becomes invalid (0: off)
 
 
 @dataclass
@@ -45,6 +46,8 @@ class FrameResult:
     timings: dict[str, float]  # ms per stage
     fit: ScaleFit | None = None
     align_skipped: str | None = None  # why this frame's LR depth did not update the scale
+    confidence: np.ndarray | None = None  # float32 in [0, 1], when asked for or needed by min_confidence
+    masked: int = 0  # pixels made invalid by min_confidence
 
 
 class FramePipeline:
@@ -61,18 +64,33 @@ class FramePipeline:
 
     def process(self, image: np.ndarray, encoding: str, K: np.ndarray, settings: OutputSettings, want_cloud: bool,
                 lr_depth: np.ndarray | None = None, depth_out: np.ndarray | None = None,
-                cloud_out: np.ndarray | None = None) -> FrameResult:
+                cloud_out: np.ndarray | None = None, want_confidence: bool = False,
+                confidence_out: np.ndarray | None = None) -> FrameResult:
         """HxWx3 uint8 (``encoding`` rgb8|bgr8) and its 3x3 K -> published arrays at the image's resolution.
 
-        ``depth_out`` / ``cloud_out``: arrays to write the depth image / cloud into (the node passes message buffers).
+        ``depth_out`` / ``cloud_out`` / ``confidence_out``: arrays to write the depth image / cloud / confidence into
+        (the node passes message buffers). The confidence is computed only when wanted or ``min_confidence`` is set.
         """
-        prediction, timings = self.estimator.infer(image, encoding)
+        confidence = None
+        if want_confidence or settings.min_confidence > 0:
+            prediction, confidence, timings = self.estimator.infer_with_confidence(image, encoding)
+        else:
+            prediction, timings = self.estimator.infer(image, encoding)
         t0 = time.perf_counter()
         fit, skipped = None, None
         if self.aligner is not None:
             if lr_depth is not None:
                 fit, skipped = self.aligner.update(prediction, lr_depth)
             prediction = self.aligner.apply(prediction)
+        masked = 0
+        if confidence is not None:
+            if settings.min_confidence > 0:
+                unsure = confidence < settings.min_confidence
+                masked = int(np.count_nonzero(unsure))
+                prediction = np.where(unsure, np.float32(np.nan), prediction)
+            if confidence_out is not None:
+                np.copyto(confidence_out, confidence)
+                confidence = confidence_out
         direct = depth_out if settings.encoding == "32FC1" else None
         metres = encode_depth(prediction, "32FC1", settings.min_depth, settings.max_depth, direct)
         depth = metres if direct is not None or settings.encoding == "32FC1" else encode_depth(
@@ -86,7 +104,7 @@ class FramePipeline:
         timings = dict(timings)
         timings["postprocess"] = timings.get("postprocess", 0.0) + 1e3 * (t1 - t0)
         timings["cloud"] = 1e3 * (t2 - t1)
-        return FrameResult(depth, metres, cloud, timings, fit, skipped)
+        return FrameResult(depth, metres, cloud, timings, fit, skipped, confidence, masked)
 
 
 class LatestQueue(Generic[T]):
@@ -223,6 +241,7 @@ class StreamStats:
         self.timings: dict[str, deque[float]] = {stage: deque(maxlen=window) for stage in (*STAGES, "total",
                                                                                              "latency")}
         self._done: deque[float] = deque(maxlen=window)
+        self._confidence: deque[tuple[float, float]] = deque(maxlen=window)  # (mean, fraction masked) per frame
         self.last_problem = ""
 
     def count_received(self) -> None:
@@ -248,13 +267,21 @@ class StreamStats:
                     self.timings[stage].append(ms)
             self._done.append(time.monotonic())
 
-    def summary(self) -> dict[str, Any]:
-        """Counts, output rate and mean / p90 milliseconds per stage over the recent window."""
+    def count_confidence(self, confidence: np.ndarray, masked: int) -> None:
+        """One frame's confidence map and how many of its pixels min_confidence made invalid."""
+        mean = float(np.mean(confidence))
         with self._lock:
+            self._confidence.append((mean, masked / max(confidence.size, 1)))
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, output rate and mean / p90 milliseconds per stage over the recent window (and the mean confidence
+        and fraction masked by min_confidence over the frames that computed a confidence)."""
+        with self._lock:
+            confidence = np.mean(self._confidence, 0).tolist() if self._confidence else None
             done = list(self._done)
             rate = (len(done) - 1) / (done[-1] - done[0]) if len(done) > 1 and done[-1] > done[0] else 0.0
             stages = {stage: {"mean_ms": float(np.mean(v)), "p90_ms": float(np.percentile(v, 90))}
                       for stage, v in self.timings.items() if v}
             return {"received": self.received, "processed": self.processed, "clouds": self.clouds,
                     "dropped": dict(self.dropped), "events": dict(self.events), "rate_hz": rate, "stages": stages,
-                    "last_problem": self.last_problem}
+                    "last_problem": self.last_problem, "confidence": confidence}

@@ -2,9 +2,10 @@
 
 Checked before loading (cheap, no torch import): the file exists and is readable and non-empty; an ONNX model parses,
 carries the depth range metadata of ``depth-train export``, takes one (N,3,H,W) image and gives one (N,1,H,W) depth
-map of the input's size; a PyTorch checkpoint is a ``torch.save`` archive and any ONNX export beside it (which the
-ONNX Runtime and TensorRT paths use) is itself usable. After loading, ``probe`` runs the network once to confirm it
-answers with one finite depth map of its input's size (this also catches engines and checkpoints).
+map of the input's size (optionally followed by a ``confidence`` map of the same shape); a PyTorch checkpoint is a
+``torch.save`` archive and any ONNX export beside it (which the ONNX Runtime and TensorRT paths use) is itself
+usable. After loading, ``probe`` runs the network once to confirm it answers with one finite depth map of its input's
+size (this also catches engines and checkpoints).
 """
 
 from __future__ import annotations
@@ -117,11 +118,12 @@ def onnx_input_size(path: Path) -> tuple[int, int] | None:
         raise ModelFileError(path, f"takes {shapes or 'no input'}, not one (N,3,H,W) image")
     image = _dims(inputs[0])
     outputs = list(model.graph.output)
-    out = _dims(outputs[0]) if len(outputs) == 1 else []
-    if len(outputs) != 1 or len(out) != 4 or out[1] != 1 or not _same(out[2:], image[2:]):
+    maps = [_dims(o) for o in outputs]
+    usable = len(outputs) == 1 or (len(outputs) == 2 and outputs[1].name == "confidence")
+    if not usable or any(len(d) != 4 or d[1] != 1 or not _same(d[2:], image[2:]) for d in maps):
         shapes = ", ".join(f"{o.name} {tuple(_dims(o))}" for o in outputs)
         raise ModelFileError(path, f"gives {shapes}, not one depth map (N,1,H,W) of its input's size "
-                             f"{tuple(image[2:])}")
+                             f"{tuple(image[2:])} (optionally followed by a `confidence` map of the same size)")
     h, w = image[2:]
     return (h, w) if isinstance(h, int) and isinstance(w, int) else None
 
@@ -131,17 +133,24 @@ def _same(a: list[int | str], b: list[int | str]) -> bool:
     return all(x == y or not (isinstance(x, int) and isinstance(y, int)) or x == 0 or y == 0 for x, y in zip(a, b))
 
 
-def probe(estimator: Any) -> str | None:
-    """Why a loaded estimator cannot serve (None: it can): one forward pass on a synthetic image of its input size."""
+def probe(estimator: Any, confidence: bool = False) -> str | None:
+    """Why a loaded estimator cannot serve (None: it can): one forward pass on a synthetic image of its input size,
+    with the confidence output too when asked (not by default: ONNX Runtime would load the full graph for it)."""
     h, w = estimator.input_size or PROBE_SIZE
     y, x = np.mgrid[0:h, 0:w]
     image = np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), np.full_like(x, 128)], -1).astype(np.uint8)
+    batch = to_network_input(image, "rgb8", (h, w), getattr(estimator, "input_format", "float32_nchw"))
     try:
-        depth = np.asarray(estimator.runner.run(to_network_input(image, "rgb8", (h, w))))
+        if confidence and getattr(estimator, "has_confidence", False):
+            depth, confidence = (np.asarray(a) for a in estimator.runner.run_confidence(batch))
+        else:
+            depth, confidence = np.asarray(estimator.runner.run(batch)), None
     except Exception as error:  # noqa: BLE001 - any failure of a foreign network is the reason to refuse it
         return f"running it failed ({type(error).__name__}: {error})"
     if depth.shape != (h, w):
         return f"its output is {depth.shape}, not one depth map of its {h}x{w} input"
     if not np.isfinite(depth).any():
         return "its output on a test image is not finite anywhere"
+    if confidence is not None and (confidence.shape != (h, w) or not np.all((confidence >= 0) & (confidence <= 1))):
+        return f"its confidence output ({confidence.shape}) is not a map in [0, 1] of its {h}x{w} input"
     return None

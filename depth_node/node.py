@@ -30,7 +30,16 @@ from .frame_pipeline import FramePipeline, LatestQueue, StampCache, StampRate, S
 from .image_codec import ImageDecodeError, byte_array_view, decode_color, fill_image
 from .input_qos import InputSubscription, profile
 from .model_check import ModelFileError, check_model_file, probe
-from .params import NodeParams, declare, depth_range_problem, input_size, reload_names, to_values, with_changes
+from .params import (
+    NodeParams,
+    confidence_problem,
+    declare,
+    depth_range_problem,
+    input_size,
+    reload_names,
+    to_values,
+    with_changes,
+)
 from .pointcloud import cloud_fields, decimated_size, point_step
 from .scale_align import ScaleAligner
 
@@ -56,17 +65,18 @@ def load_for(params: NodeParams) -> Any:
         raise
     except Exception as error:  # noqa: BLE001 - a loader's failure on this file is the reason to refuse it
         raise ModelFileError(model.path, f"cannot be loaded ({error})") from None
-    problem = probe(estimator)
+    problem = probe(estimator, confidence=params.min_confidence > 0)
     if problem:
         raise ModelFileError(model.path, problem)
-    problem = depth_range_problem(params, estimator.min_depth, estimator.max_depth)
+    problem = depth_range_problem(params, estimator.min_depth, estimator.max_depth) or confidence_problem(
+        params, estimator.has_confidence)
     if problem:
         raise ValueError(problem)
     return estimator
 
 
 class EstimatorNode(Node):
-    """HR metric depth from a colour camera: depth/image, depth/camera_info and depth/points."""
+    """HR metric depth from a colour camera: depth/image, depth/camera_info, depth/points and depth/confidence."""
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__("estimator", **node_kwargs)
@@ -106,6 +116,7 @@ class EstimatorNode(Node):
         self.depth_pub = self.create_publisher(Image, "depth/image", out_qos)
         self.info_pub = self.create_publisher(CameraInfo, "depth/camera_info", out_qos)
         self.points_pub = self.create_publisher(PointCloud2, "depth/points", out_qos)
+        self.confidence_pub = self.create_publisher(Image, "depth/confidence", out_qos)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(p.diagnostics_period, self._publish_diagnostics)
         self._last_stats_log = time.monotonic()
@@ -155,7 +166,8 @@ class EstimatorNode(Node):
                 estimator = load_for(new)
             except (ValueError, OSError, ImportError, RuntimeError) as error:
                 return SetParametersResult(successful=False, reason=f"cannot load the estimator: {error}")
-        problem = depth_range_problem(new, estimator.min_depth, estimator.max_depth)
+        problem = depth_range_problem(new, estimator.min_depth, estimator.max_depth) or confidence_problem(
+            new, estimator.has_confidence)
         if problem:
             return SetParametersResult(successful=False, reason=problem)
         if estimator is not self.pipeline.estimator:
@@ -232,7 +244,13 @@ class EstimatorNode(Node):
             return
         lr = self._lr_depth(stamp) if self.pipeline.aligner is not None else None
         settings = self.pipeline.settings(p.min_depth, p.max_depth, encoding=p.output_encoding,
-                                          decimation=p.points_decimation, color=p.points_color)
+                                          decimation=p.points_decimation, color=p.points_color,
+                                          min_confidence=p.min_confidence)
+        want_confidence = self.confidence_pub.get_subscription_count() > 0
+        if want_confidence and not self.pipeline.estimator.has_confidence:
+            want_confidence = False
+            self._warn("confidence", "depth/confidence has subscribers but the model has no confidence output; "
+                       "calibrate and re-export it (depth-train calibrate-confidence, depth-train export)")
         want_cloud = p.publish_points and self.points_pub.get_subscription_count() > 0
         if want_cloud and (problem := camera_info_problem(info, h, w)):
             want_cloud = False
@@ -246,8 +264,9 @@ class EstimatorNode(Node):
         if want_cloud:
             shape = (*decimated_size(h, w, p.points_decimation), point_step(p.points_color) // 4)
             cloud_data, cloud_out = byte_array_view(shape, np.float32)
+        confidence_data, confidence_out = byte_array_view((h, w), np.float32) if want_confidence else (None, None)
         result = self.pipeline.process(image, encoding, intrinsics(info), settings, want_cloud, lr, depth_out,
-                                       cloud_out)
+                                       cloud_out, want_confidence, confidence_out)
         if result.align_skipped:
             self.stats.count_event("align_skipped")
             self._warn("align", f"{self.lr_topic}: scale alignment skipped for this frame: {result.align_skipped}; "
@@ -258,10 +277,15 @@ class EstimatorNode(Node):
         self.info_pub.publish(depth_camera_info(info, msg.header))
         if result.cloud is not None:
             self.points_pub.publish(self._cloud_msg(msg.header, cloud_data, result.cloud.shape, settings.color))
+        if want_confidence:
+            confidence_msg = Image(check_fields=True, header=msg.header)
+            self.confidence_pub.publish(fill_image(confidence_msg, result.confidence, "32FC1", confidence_data))
         t3 = time.perf_counter()
         timings = dict(result.timings, decode=1e3 * (t1 - t0), publish=1e3 * (t3 - t2), total=1e3 * (t3 - t0),
                        latency=1e3 * (t3 - received))
         self.stats.count_processed(timings, result.cloud is not None)
+        if result.confidence is not None:
+            self.stats.count_confidence(result.confidence, result.masked)
 
     def _lr_depth(self, stamp: int) -> Any:
         msg = self.lr_depths.match(stamp, int(self.params.scale_align_tolerance_ms * 1e6))
@@ -320,6 +344,9 @@ class EstimatorNode(Node):
                   "processed": s["processed"], "clouds": s["clouds"], "rate_hz": f"{s['rate_hz']:.2f}", **transport}
         values.update({f"dropped_{reason}": n for reason, n in s["dropped"].items()})
         values.update(s["events"])
+        if s["confidence"] is not None:  # only over frames that computed one (subscribed or min_confidence set)
+            values.update(confidence_mean=f"{s['confidence'][0]:.3f}",
+                          min_confidence_masked=f"{s['confidence'][1]:.3f}")
         for stage, t in s["stages"].items():
             values[f"{stage}_mean_ms"] = f"{t['mean_ms']:.2f}"
             values[f"{stage}_p90_ms"] = f"{t['p90_ms']:.2f}"

@@ -48,6 +48,9 @@ class NodeParams:
                               lo=0.0, hi=1000.0)
     max_depth: float = _param(0.0, "farthest valid depth in metres, farther is published invalid; 0: the model's "
                               "maximum", lo=0.0, hi=1000.0)
+    min_confidence: float = _param(0.0, "depth whose confidence (the model's P(relative error < its threshold)) is "
+                                   "below this is published invalid and gets no point; 0: off (needs a model with "
+                                   "a confidence output)", lo=0.0, hi=1.0)
     image_transport: str = _param("raw", "subscribe to image_raw (raw) or image_raw/compressed (compressed)",
                                   choices=TRANSPORTS, read_only=True)
     output_encoding: str = _param("32FC1", "depth/image encoding: 32FC1 metres (NaN invalid) or 16UC1 millimetres "
@@ -150,6 +153,14 @@ def depth_range_problem(params: NodeParams, model_min: float, model_max: float) 
     lo, hi = params.min_depth or model_min, params.max_depth or model_max
     if lo >= hi:
         return f"min_depth {lo} m must be below max_depth {hi} m (0 stands for the model's {model_min}..{model_max} m)"
+    return None
+
+
+def confidence_problem(params: NodeParams, has_confidence: bool) -> str | None:
+    """Why min_confidence cannot be used with this model (None: it can)."""
+    if params.min_confidence and not has_confidence:
+        return (f"min_confidence {params.min_confidence} needs a model with a confidence output, and this one has "
+                "none: calibrate and re-export it (depth-train calibrate-confidence, depth-train export) or set 0")
     return None
 
 

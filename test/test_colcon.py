@@ -32,3 +32,4 @@ def test_colcon_build_installs_standard_layout(tmp_path):
     assert (site / "depth_node_training" / "train.py").is_file()
     assert (site / "depth_node_training" / "configs" / "default.yaml").is_file()
     assert (site / "depth_node" / "models" / "default.pt").is_file()
+    assert (site / "depth_node" / "models" / "default.confidence.json").is_file()  # the torch backend reads it

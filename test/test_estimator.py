@@ -221,6 +221,10 @@ def test_tensorrt_matches_pytorch_on_real_frames(checkpoint, reference, frames, 
         err = relative_error(depth, reference.infer(image)[0])
         assert err.max() < tol and np.median(err) < median_tol
         assert {"upload", "execute", "download"} <= set(timings)
+    assert estimator.has_confidence == reference.has_confidence  # the shipped model's engine has both outputs
+    if estimator.has_confidence:
+        _, confidence, _ = estimator.infer_with_confidence(frames[0])
+        assert np.abs(confidence - reference.infer_with_confidence(frames[0])[1]).mean() < 0.02
     with pytest.raises(ValueError, match="C-contiguous|shape|dtype|float32|uint8"):
         estimator.runner.run(np.zeros((1, 3, 5, 5), np.float64))
     assert cached_engine(model, tmp_path) == engine  # reused, not rebuilt

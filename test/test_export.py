@@ -18,7 +18,8 @@ from depth_node.engine_build import onnx_precision
 from depth_node.estimator import file_sha256
 
 # What TensorRT 10's ONNX parser handles natively; anything else in a static export is a regression.
-TENSORRT_OPS = {"Conv", "Clip", "Relu", "Add", "Mul", "Concat", "Resize", "Slice", "Pad", "Sigmoid", "Exp"}
+TENSORRT_OPS = {"Conv", "Clip", "Relu", "Add", "Mul", "Concat", "Resize", "Slice", "Pad", "Sigmoid", "Exp",
+                "Log", "Abs", "Sub", "Neg", "MaxPool", "AveragePool"}  # the second line: the confidence branch
 
 
 def onnx_run(path: Path, image: np.ndarray) -> np.ndarray:
@@ -101,7 +102,7 @@ def test_export_errors_name_the_problem(checkpoint, tmp_path):
 
 def test_fp16_export_keeps_fp32_io_input_stage_and_head(checkpoint, tmp_path):
     """For TensorRT's strongly typed fp16 engines: fp16 network, fp32 in/out, normalisation and depth head in fp32."""
-    path = export_onnx(str(checkpoint), tmp_path / "m16.onnx", 64, 96, precision="fp16")
+    path = export_onnx(str(checkpoint), tmp_path / "m16.onnx", 64, 96, precision="fp16", confidence=False)
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     fp32, fp16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
@@ -112,7 +113,7 @@ def test_fp16_export_keeps_fp32_io_input_stage_and_head(checkpoint, tmp_path):
     assert sum(dtype.get(n.input[1]) == fp16 for n in convs.values()) == len(convs) - 1
     assert {p.key: p.value for p in model.metadata_props}["precision"] == "fp16" and onnx_precision(path) == "fp16"
     image = np.random.default_rng(2).uniform(0, 255, (1, 3, 64, 96)).astype(np.float32)
-    reference = onnx_run(export_onnx(str(checkpoint), tmp_path / "m32.onnx", 64, 96), image)
+    reference = onnx_run(export_onnx(str(checkpoint), tmp_path / "m32.onnx", 64, 96, confidence=False), image)
     relative = np.abs(onnx_run(path, image) - reference) / reference
     assert relative.max() < 2e-2 and relative.mean() < 2e-3
 

@@ -1,4 +1,4 @@
-"""``depth-train``: fit, evaluate, export, quantize, build-engine, extract, sample-bag.
+"""``depth-train``: fit, evaluate, export, calibrate-confidence, quantize, build-engine, extract, sample-bag.
 
 Each subcommand's module is imported only when that subcommand runs, so a command's own dependencies are all it needs:
 ``depth-train build-engine`` works on a robot without torch or rosbags.
@@ -16,6 +16,7 @@ COMMANDS = {
     "fit": ("", "train the estimator (weakly supervised by LR depth)"),
     "evaluate": (".evaluate", "metrics of a model against HR ground truth"),
     "export": (".export", "export a checkpoint to ONNX (normalisation inside the graph)"),
+    "calibrate-confidence": (".confidence", "fit the confidence calibration of a checkpoint"),
     "quantize": (".quantize", "INT8 Q/DQ model from an exported ONNX, calibrated on frames"),
     "build-engine": (".engine", "build a TensorRT engine from an exported ONNX model (alias of depth-engine)"),
     "extract": (".logs.extract", "extract paired, registered frames from rosbag2 logs"),

@@ -22,6 +22,7 @@ from .frames import FrameSource
 from .metrics import METRICS, depth_metrics
 from .previews import preview_row, save_rows
 from .skipped import FrameError, Skipped, skipped_of
+from .sparsification import mean_curves, plot, reliability, reliability_counts, sparsification
 from .training_pairs import lr_supervision
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -44,13 +45,16 @@ def torch_predictor(model: torch.nn.Module, mean, std) -> Predictor:
 
 def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 0.1, max_depth: float = 10.0,
                     median_scaling: bool = False, csv_path: Path | None = None, previews_dir: Path | None = None,
-                    previews: int = 4, desc: str = "evaluate") -> dict:
+                    previews: int = 4, desc: str = "evaluate", confidence: bool = False,
+                    confidence_threshold: float = 0.1) -> dict:
     """Mean metrics over frames with HR ground truth; predictions of another size are resized to the ground truth.
 
     Frames that cannot be read or have no ground truth are skipped and counted by reason in ``skipped`` (with what
-    the reader left out when it opened); only when no frame remains is it an error.
+    the reader left out when it opened); only when no frame remains is it an error. With ``confidence`` the predictor
+    returns (depth, confidence) and the summary gets the frame-averaged sparsification curves under ``confidence``, and
+    how often pixels of each confidence had a relative error below ``confidence_threshold`` (the calibration's).
     """
-    rows, picked = [], []
+    rows, picked, curves, counts = [], [], [], 0.0
     skipped = Skipped()  # while scoring (the reader warned about its own when it opened)
     preview_at = set(np.linspace(0, len(frames) - 1, previews).round().astype(int).tolist()) if previews else set()
     for i in tqdm(range(len(frames)), desc=desc, dynamic_ncols=True):
@@ -62,13 +66,20 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
         if frame.depth_hr is None:
             skipped.add("no HR ground truth", frame.name)
             continue
-        pred = predict(frame.color)
+        pred, conf = predict(frame.color) if confidence else (predict(frame.color), None)
         gt = frame.depth_hr
         if pred.shape != gt.shape:
             pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
+            conf = None if conf is None else cv2.resize(conf, (gt.shape[1], gt.shape[0]))
         rows.append({"frame": frame.name, **depth_metrics(pred, gt, min_depth, max_depth, median_scaling)})
+        if conf is not None:
+            valid = np.isfinite(gt) & (gt >= min_depth) & (gt <= max_depth)
+            scored = np.clip(np.nan_to_num(pred[valid], nan=min_depth), min_depth, max_depth)
+            curves.append(sparsification(scored, gt[valid], conf[valid]))
+            counts = counts + reliability_counts(np.abs(scored - gt[valid]) / gt[valid], conf[valid],
+                                                 confidence_threshold)
         if i in preview_at:
-            picked.append(preview_row(frame.color, gt, pred, min_depth, max_depth))
+            picked.append(preview_row(frame.color, gt, pred, min_depth, max_depth, conf))
     skipped.warn(log, desc)
     skipped.update(skipped_of(frames))
     if not rows:
@@ -76,6 +87,9 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
     summary = {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
     summary["frames"] = len(rows)
     summary["skipped"] = skipped.as_dict()
+    if curves:
+        summary["confidence"] = mean_curves(curves)
+        summary["confidence"]["reliability"] = reliability(counts, confidence_threshold)
     if csv_path:
         Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
         with open(csv_path, "w", newline="") as f:
@@ -129,12 +143,35 @@ def run(args) -> None:
         raise ValueError(f"{args.model or 'the shipped model'}: cannot be loaded as a model ({type(err).__name__}); "
                          f"damaged, truncated, or not a depth_node checkpoint, ONNX model or TensorRT engine") from err
     factor = args.factor
-    summary = evaluate_frames(lambda rgb: estimator.infer(rgb, "rgb8")[0], frames, args.min_depth, args.max_depth,
-                              args.median_scaling, args.csv, args.previews, desc=f"evaluate ({estimator.backend})")
+    if args.confidence and not estimator.has_confidence:
+        raise ValueError(f"{args.model or 'the shipped model'}: has no confidence output; calibrate it "
+                         "(`depth-train calibrate-confidence`) and re-export it (`depth-train export`)")
+
+    def predict(rgb: np.ndarray):
+        if args.confidence:
+            return estimator.infer_with_confidence(rgb, "rgb8")[:2]
+        return estimator.infer(rgb, "rgb8")[0]
+
+    threshold = json.loads(estimator.metadata.get("confidence", "{}")).get("threshold", 0.1)
+    summary = evaluate_frames(predict, frames, args.min_depth, args.max_depth, args.median_scaling, args.csv,
+                              args.previews, desc=f"evaluate ({estimator.backend})", confidence=args.confidence,
+                              confidence_threshold=threshold)
     summary.update({"model": str(args.model or "default"), "backend": estimator.backend, "data": args.data,
                     "factor": factor})
     print(format_table({Path(str(args.model or "default")).name: summary}))
     print(f"frames scored {summary['frames']}, skipped: {summary['skipped'] or 'none'}")
+    if args.confidence:
+        c = summary["confidence"]
+        print(f"confidence: AUSE {c['ause']:.4f}, AURG {c['aurg']:.4f} (AbsRel); AbsRel all {c['abs_rel_all']:.4f}, "
+              f"80% most confident {c['abs_rel_kept_80']:.4f} ({c['abs_rel_kept_80'] / c['abs_rel_all'] - 1:+.1%})")
+        r = c["reliability"]
+        print(f"mean confidence {r['mean_confidence']:.3f}; pixels with relative error < {r['threshold']:g}: "
+              f"{r['observed_within_threshold']:.3f}")
+        plot_path = args.confidence_plot or (args.json.with_suffix(".sparsification.png") if args.json else None)
+        if plot_path:
+            Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
+            plot(c, plot_path)
+            print(f"sparsification plot: {plot_path}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(summary, indent=2))
@@ -152,4 +189,8 @@ def register(subparsers) -> None:
     p.add_argument("--csv", type=Path, help="per-frame metrics CSV")
     p.add_argument("--json", type=Path, help="summary JSON")
     p.add_argument("--previews", type=Path, help="folder for preview PNGs")
+    p.add_argument("--confidence", action="store_true",
+                   help="also score the model's confidence: sparsification curves, AUSE, AURG (JSON `confidence`)")
+    p.add_argument("--confidence-plot", type=Path,
+                   help="PNG of the sparsification curves (default with --json: JSON.sparsification.png)")
     p.set_defaults(func=run)

@@ -21,6 +21,7 @@ from torch import nn
 
 from depth_node.estimator import file_sha256, onnx_metadata
 
+from .confidence import Calibration, ConfidenceHead, load_calibration
 from .config import Config
 from .networks import DepthEstimator
 
@@ -28,31 +29,47 @@ OPSET = 17
 PRECISIONS = ("fp32", "fp16")
 INPUT_NAME = "image"
 OUTPUT_NAME = "depth"
+CONFIDENCE_NAME = "confidence"
 
 
 class DeployModel(nn.Module):
-    """Normalisation folded into one multiply-add in front of the network: 0..255 RGB in, metres out."""
+    """Normalisation folded into one multiply-add in front of the network: 0..255 RGB in, metres out.
+
+    With a ``confidence`` head it returns (depth, confidence), the head run only while ``with_confidence`` is set (so
+    the PyTorch backend pays for it only when asked).
+    """
 
     def __init__(self, net: DepthEstimator, mean: tuple[float, ...], std: tuple[float, ...],
-                 uint8_nhwc: bool = False) -> None:
+                 uint8_nhwc: bool = False, confidence: ConfidenceHead | None = None) -> None:
         super().__init__()
         self.net = net
         self.uint8_nhwc = uint8_nhwc
+        self.confidence = confidence
+        self.with_confidence = confidence is not None
         std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("scale", 1.0 / (255.0 * std_t))  # (x/255 - mean)/std == x*scale + shift
         self.register_buffer("shift", -mean_t / std_t)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if self.uint8_nhwc:  # camera bytes: (N,H,W,3) uint8 -> (N,3,H,W) float
             image = image.permute(0, 3, 1, 2).float()
-        return self.net(image * self.scale + self.shift)
+        x = image * self.scale + self.shift
+        depth = self.net(x)
+        if self.confidence is None or not self.with_confidence:
+            return depth
+        return depth, self.confidence(self.net, x, depth)
 
 
 def deployment_metadata(cfg: Config, meta: dict[str, Any], checkpoint: Path, height: int, width: int,
-                        dynamic: bool, precision: str = "fp32", uint8_input: bool = False) -> dict[str, str]:
+                        dynamic: bool, precision: str = "fp32", uint8_input: bool = False,
+                        calibration: Calibration | None = None) -> dict[str, str]:
     """The string key/values stored in the ONNX file (and reported by every backend as ``Estimator.metadata``)."""
     m = cfg.model
+    conf = {} if calibration is None else {
+        "confidence": calibration.to_json(),
+        "confidence_output": f"{CONFIDENCE_NAME}: float32 (N,1,H,W) in [0,1], P(|depth - true| / true < "
+                             f"{calibration.threshold:g}) as calibrated on {calibration.data}"}
     return {
         "input_height": str(height),
         "input_width": str(width),
@@ -71,6 +88,7 @@ def deployment_metadata(cfg: Config, meta: dict[str, Any], checkpoint: Path, hei
         "step": str(meta.get("step", "")),
         "source_checkpoint": checkpoint.name,
         "source_sha256": file_sha256(checkpoint),
+        **conf,
     }
 
 
@@ -81,13 +99,16 @@ def default_checkpoint() -> Path:
 
 
 def export_onnx(model_path: str | None, onnx_path: Path, height: int | None = None, width: int | None = None,
-                dynamic: bool = False, precision: str = "fp32", uint8_input: bool = False) -> Path:
+                dynamic: bool = False, precision: str = "fp32", uint8_input: bool = False,
+                confidence: bool = True) -> Path:
     """Export a checkpoint (default: the packaged model) to ``onnx_path``, check it, and return the path.
 
     Without ``height``/``width`` the size is the checkpoint's ``model.input_height/width``. A fixed size keeps every
     shape static inside the graph (what TensorRT builds fastest engines for); ``dynamic`` makes batch, height and width
     free (TensorRT then needs an optimisation profile). The file is written atomically, so a cache never holds half
-    a model. ``precision`` fp16 and ``uint8_input``: see the module docstring.
+    a model. ``precision`` fp16 and ``uint8_input``: see the module docstring. With ``confidence`` and a calibration
+    beside the checkpoint (``depth-train calibrate-confidence``) the graph has a second output ``confidence``; a
+    dynamic export has none (its LR pass size would be fixed at the traced size).
     """
     import onnx
 
@@ -102,7 +123,9 @@ def export_onnx(model_path: str | None, onnx_path: Path, height: int | None = No
     if precision not in PRECISIONS:
         raise ValueError(f"export precision must be one of {', '.join(PRECISIONS)}, got {precision!r} "
                          "(INT8: `depth-train quantize` an fp32 export)")
-    wrapper = DeployModel(net, cfg.model.mean, cfg.model.std, uint8_input).eval()
+    calibration = load_calibration(checkpoint) if confidence and not dynamic else None
+    head = ConfidenceHead(calibration, cfg.model.factor) if calibration else None
+    wrapper = DeployModel(net, cfg.model.mean, cfg.model.std, uint8_input, head).eval()
     if uint8_input:
         example = torch.full((1, height, width, 3), 128, dtype=torch.uint8)
         spatial = {0: "batch", 1: "height", 2: "width"}
@@ -110,6 +133,7 @@ def export_onnx(model_path: str | None, onnx_path: Path, height: int | None = No
         example = torch.full((1, 3, height, width), 128.0)
         spatial = {0: "batch", 2: "height", 3: "width"}
     axes = {INPUT_NAME: spatial, OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}}
+    outputs = [OUTPUT_NAME, CONFIDENCE_NAME] if head else [OUTPUT_NAME]
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = onnx_path.with_name(f".{onnx_path.name}.{os.getpid()}.tmp")
@@ -121,7 +145,7 @@ def export_onnx(model_path: str | None, onnx_path: Path, height: int | None = No
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
             with torch.no_grad():
                 torch.onnx.export(wrapper, (example,), str(tmp), dynamo=False, opset_version=OPSET,
-                                  input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                                  input_names=[INPUT_NAME], output_names=outputs,
                                   dynamic_axes=axes if dynamic else None, do_constant_folding=True)
         if not dynamic:
             fold_static_shapes(tmp)
@@ -130,7 +154,7 @@ def export_onnx(model_path: str | None, onnx_path: Path, height: int | None = No
             model = to_fp16(model)
         model.doc_string = "depth_node monocular metric depth estimator"
         save_checked(model, tmp, deployment_metadata(cfg, meta, checkpoint, height, width, dynamic, precision,
-                                                     uint8_input))
+                                                     uint8_input, calibration))
         tmp.replace(onnx_path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -193,11 +217,14 @@ def fold_static_shapes(path: Path) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     path = export_onnx(args.model, Path(args.onnx), args.height, args.width, args.dynamic, args.precision,
-                       args.uint8_input)
+                       args.uint8_input, not args.no_confidence)
     meta = onnx_metadata(path)
     size = "dynamic" if args.dynamic else f"{meta['input_height']}x{meta['input_width']}"
+    confidence = "with confidence" if "confidence" in meta else (
+        "no confidence: " + ("not asked for" if args.no_confidence else "dynamic size" if args.dynamic else
+                             "no calibration beside the checkpoint (depth-train calibrate-confidence)"))
     print(f"wrote {path} ({size}, {args.precision}, input {meta['input_format']}, opset {OPSET}, "
-          f"depth {meta['min_depth']}..{meta['max_depth']} m)")
+          f"depth {meta['min_depth']}..{meta['max_depth']} m, {confidence})")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -211,4 +238,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="fp16: network weights and activations in fp16 (fp32 I/O and depth head), for TensorRT")
     p.add_argument("--uint8-input", action="store_true",
                    help="take uint8 (N,H,W,3) RGB camera bytes; conversion and normalisation run inside the graph")
+    p.add_argument("--no-confidence", action="store_true",
+                   help="leave out the confidence output even when the checkpoint has a calibration")
     p.set_defaults(func=_run)

@@ -18,14 +18,18 @@ def colorize(depth: np.ndarray, lo: float, hi: float, colormap: int = cv2.COLORM
     return rgb
 
 
-def preview_row(color: np.ndarray, gt: np.ndarray, pred: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
-    """One row: GT and prediction share the range (GT's 2-98th percentile); error is |pred-gt|/gt on 0..0.5."""
+def preview_row(color: np.ndarray, gt: np.ndarray, pred: np.ndarray, min_depth: float, max_depth: float,
+                confidence: np.ndarray | None = None) -> np.ndarray:
+    """One row: GT and prediction share the range (GT's 2-98th percentile); error is |pred-gt|/gt on 0..0.5; a
+    confidence map, when given, goes between prediction and error on 0..1 (dark: unsure)."""
     valid = np.isfinite(gt) & (gt >= min_depth) & (gt <= max_depth)
     lo, hi = np.percentile(gt[valid], [2, 98]) if valid.any() else (min_depth, max_depth)
     error = np.where(valid, np.abs(pred - gt) / np.where(valid, gt, 1), 0)
     error_rgb = colorize(error, 0.0, 0.5, cv2.COLORMAP_INFERNO)
     error_rgb[~valid] = 0
     panels = [color, colorize(np.where(valid, gt, 0), lo, hi), colorize(pred, lo, hi), error_rgb]
+    if confidence is not None:
+        panels.insert(3, colorize(confidence, 0.0, 1.0, cv2.COLORMAP_VIRIDIS))
     h, w = gt.shape
     scale = min(1.0, PANEL_WIDTH / w)
     size = (round(w * scale), round(h * scale))

@@ -101,10 +101,11 @@ class OnnxRuntimeBackend:
         precision = model_precision(Path(onnx_path))
         requested = providers(Path(cache), model_precision=precision) if requested is None else requested
         preload_gpu_libraries(requested)
-        try:
-            self.session = ort.InferenceSession(str(onnx_path), options, providers=requested)
-        except Exception as error:  # onnxruntime raises its own exception types for unreadable or invalid models
-            raise RuntimeError(f"ONNX Runtime cannot load {onnx_path}: {error}") from error
+        self._open = lambda model: self._session(model, onnx_path, options, requested)
+        pruned = depth_only(Path(onnx_path))
+        self.session = self._open(pruned or str(onnx_path))
+        self._full_session = None if pruned else self.session  # with both outputs; made when first asked for
+        self._full_model = str(onnx_path)
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         for key in ("min_depth", "max_depth"):
             if key not in self.metadata:
@@ -112,6 +113,7 @@ class OnnxRuntimeBackend:
         image = self.session.get_inputs()[0]
         self.input_name = image.name
         self.output_name = self.session.get_outputs()[0].name
+        self.has_confidence = pruned is not None or "confidence" in [o.name for o in self.session.get_outputs()]
         nhwc = self.metadata.get("input_format") == "uint8_nhwc"
         h, w = image.shape[1:3] if nhwc else image.shape[2:]
         self.input_size = (h, w) if isinstance(h, int) and isinstance(w, int) else None
@@ -123,5 +125,47 @@ class OnnxRuntimeBackend:
                         "of another major version); running on %s", ", ".join(self.missing), ", ".join(self.providers))
         self.device = f"{self.providers[0]} {self.precision}"
 
+    @staticmethod
+    def _session(model: str | bytes, onnx_path: str | Path, options: ort.SessionOptions, requested: list
+                 ) -> ort.InferenceSession:
+        try:
+            return ort.InferenceSession(model, options, providers=requested)
+        except Exception as error:  # onnxruntime raises its own exception types for unreadable or invalid models
+            raise RuntimeError(f"ONNX Runtime cannot load {onnx_path}: {error}") from error
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: batch})[0][0, 0]
+
+    def run_confidence(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._full_session is None:
+            self._full_session = self._open(self._full_model)
+        depth, confidence = self._full_session.run([self.output_name, "confidence"], {self.input_name: batch})
+        return depth[0, 0], confidence[0, 0]
+
+
+def depth_only(onnx_path: Path) -> bytes | None:
+    """A model with a ``confidence`` output cut down to the nodes its depth needs (serialized), else None.
+
+    ONNX Runtime runs every node of a graph whatever outputs a call asks for, so without this a node that publishes
+    no confidence would still pay for the LR pass. Needs the ``onnx`` package; without it (None) the full graph runs.
+    """
+    try:
+        import onnx
+    except ImportError:
+        return None
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    if [o.name for o in graph.output][1:] != ["confidence"]:
+        return None
+    needed, kept = {graph.output[0].name}, []
+    for node in reversed(graph.node):
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed.update(node.input)
+    initializers = [i for i in graph.initializer if i.name in needed]
+    output = graph.output[0]
+    del graph.node[:], graph.initializer[:], graph.output[:]
+    graph.node.extend(reversed(kept))
+    graph.initializer.extend(initializers)
+    graph.output.append(output)
+    return model.SerializeToString()

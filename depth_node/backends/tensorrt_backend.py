@@ -80,9 +80,13 @@ class TensorRTBackend:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise RuntimeError(f"engine {engine_path} has inputs {inputs} and outputs {outputs}; expected one each")
-        self.input_name, self.output_name = inputs[0], outputs[0]
+        depth = [n for n in outputs if n != "confidence"]
+        if len(inputs) != 1 or len(depth) != 1:
+            raise RuntimeError(f"engine {engine_path} has inputs {inputs} and outputs {outputs}; expected one input "
+                               "and one depth output (and optionally `confidence`)")
+        self.input_name, self.output_name = inputs[0], depth[0]
+        self.output_names = [self.output_name, *(n for n in outputs if n == "confidence")]  # depth first
+        self.has_confidence = len(self.output_names) == 2
         self.input_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
         expected = np.uint8 if self.layout == "uint8_nhwc" else np.float32
         if self.input_dtype != expected:
@@ -94,7 +98,6 @@ class TensorRTBackend:
         self.input_size = None if self.dynamic else (shape[hw[0]], shape[hw[1]])
         self.hw_axes = hw
         self.profile = self.engine.get_tensor_profile_shape(self.input_name, 0) if self.dynamic else None
-        self.output_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
         self.stream = cuda_check(self.cudart.cudaStreamCreate())
         self.events = [cuda_check(self.cudart.cudaEventCreate()) for _ in range(4)]
         self.device = f"cuda:0 {record['gpu']} TensorRT {trt.__version__} {self.precision}"
@@ -116,22 +119,31 @@ class TensorRTBackend:
             raise ValueError(f"TensorRT input shape {shape} differs from the engine's fixed "
                              f"{tuple(self.engine.get_tensor_shape(self.input_name))}")
         self._free()
-        out_shape = tuple(self.context.get_tensor_shape(self.output_name))
-        self.host = [PinnedArray(self.cudart, shape, self.input_dtype),
-                     PinnedArray(self.cudart, out_shape, self.output_dtype)]
+        self.host = [PinnedArray(self.cudart, shape, self.input_dtype)]
+        self.host += [PinnedArray(self.cudart, tuple(self.context.get_tensor_shape(name)),
+                                  np.dtype(tensorrt().nptype(self.engine.get_tensor_dtype(name))))
+                      for name in self.output_names]
         self.device_buffers = [int(cuda_check(self.cudart.cudaMalloc(h.array.nbytes))) for h in self.host]
-        self.context.set_tensor_address(self.input_name, self.device_buffers[0])
-        self.context.set_tensor_address(self.output_name, self.device_buffers[1])
+        for name, pointer in zip([self.input_name, *self.output_names], self.device_buffers):
+            self.context.set_tensor_address(name, pointer)
         self.shape = shape
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """One image, (1,3,H,W) float32 or (1,H,W,3) uint8 as the engine takes it -> (H,W) float32 metres."""
+        return self._execute(batch, 1)[0]
+
+    def run_confidence(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """As ``run``, plus the confidence map (an engine computes it always; only its download is saved by ``run``)."""
+        depth, confidence = self._execute(batch, 2)
+        return depth, confidence
+
+    def _execute(self, batch: np.ndarray, outputs: int) -> list[np.ndarray]:
         check_batch(batch, self.input_dtype, self.layout)
         if batch.shape != self.shape:
             self._bind(tuple(batch.shape))
         cudart, stream, events = self.cudart, self.stream, self.events
-        h_in, h_out = self.host
-        d_in, d_out = self.device_buffers
+        h_in, h_outs = self.host[0], self.host[1:1 + outputs]
+        d_in, d_outs = self.device_buffers[0], self.device_buffers[1:1 + outputs]
         t0 = time.perf_counter()
         np.copyto(h_in.array, batch)
         t1 = time.perf_counter()
@@ -142,12 +154,13 @@ class TensorRTBackend:
         if not self.context.execute_async_v3(int(stream)):
             raise RuntimeError("TensorRT inference failed (see its log above)")
         cuda_check(cudart.cudaEventRecord(events[2], stream))
-        cuda_check(cudart.cudaMemcpyAsync(h_out.pointer, d_out, h_out.array.nbytes, d2h, stream))
+        for h_out, d_out in zip(h_outs, d_outs):
+            cuda_check(cudart.cudaMemcpyAsync(h_out.pointer, d_out, h_out.array.nbytes, d2h, stream))
         cuda_check(cudart.cudaEventRecord(events[3], stream))
         cuda_check(cudart.cudaStreamSynchronize(stream))
         gpu = [cuda_check(cudart.cudaEventElapsedTime(a, b)) for a, b in zip(events, events[1:])]
         self.last_timings = {"stage_in": 1e3 * (t1 - t0), "upload": gpu[0], "execute": gpu[1], "download": gpu[2]}
-        return h_out.array[0, 0].astype(np.float32)  # a copy: the pinned buffer is reused by the next call
+        return [h.array[0, 0].astype(np.float32) for h in h_outs]  # copies: pinned buffers are reused
 
     def _free(self) -> None:
         for pointer in getattr(self, "device_buffers", []):

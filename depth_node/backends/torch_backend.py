@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from depth_node_training.checkpoint import load_model
+from depth_node_training.confidence import ConfidenceHead, load_calibration
 from depth_node_training.export import DeployModel, deployment_metadata
 
 
@@ -27,12 +28,23 @@ class TorchBackend:
         if self.device.startswith("cuda"):
             torch.backends.cudnn.allow_tf32 = False
         net, cfg, meta = load_model(checkpoint, self.device)
-        self.model = DeployModel(net, cfg.model.mean, cfg.model.std).to(self.device).eval()
+        calibration = load_calibration(Path(checkpoint))
+        self.has_confidence = calibration is not None
+        head = ConfidenceHead(calibration, cfg.model.factor) if calibration else None
+        self.model = DeployModel(net, cfg.model.mean, cfg.model.std, confidence=head).to(self.device).eval()
         self.metadata = deployment_metadata(cfg, meta, Path(checkpoint), cfg.model.input_height,
-                                            cfg.model.input_width, dynamic=True)
+                                            cfg.model.input_width, dynamic=True, calibration=calibration)
+
+    def _forward(self, batch: np.ndarray, confidence: bool) -> list[np.ndarray]:
+        device_type = self.device.split(":")[0]
+        self.model.with_confidence = confidence
+        with torch.inference_mode(), torch.autocast(device_type, torch.float16, enabled=self.precision != "fp32"):
+            out = self.model(torch.from_numpy(batch).to(self.device))
+        return [t[0, 0].float().cpu().numpy() for t in (out if confidence else (out,))]
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        device_type = self.device.split(":")[0]
-        with torch.inference_mode(), torch.autocast(device_type, torch.float16, enabled=self.precision != "fp32"):
-            depth = self.model(torch.from_numpy(batch).to(self.device))
-        return depth[0, 0].float().cpu().numpy()
+        return self._forward(batch, False)[0]
+
+    def run_confidence(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        depth, confidence = self._forward(batch, True)
+        return depth, confidence

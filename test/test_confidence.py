@@ -1,0 +1,139 @@
+"""Confidence: sparsification metrics by hand, the calibration fit, the exported output against PyTorch on every
+runnable backend, and `depth-train evaluate --confidence` on real frames."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from depth_node_training.confidence import Calibration, calibration_path, fit_logistic
+from depth_node_training.export import export_onnx
+from depth_node_training.sparsification import FRACTIONS, mean_curves, reliability, reliability_counts, sparsification
+
+from depth_node.estimator import load_estimator
+from depth_node.model_check import check_model_file, probe
+
+# The confidence branch adds these to the depth graph; TensorRT's ONNX parser handles them all natively.
+CONFIDENCE_OPS = {"Log", "Abs", "Sub", "Neg", "MaxPool", "AveragePool", "Resize", "Sigmoid", "Add", "Mul"}
+
+
+def test_sparsification_matches_hand_computed_values() -> None:
+    # |rel| errors 0, 1, 2, 3; most confident first: errors 0, 3, 2, 1
+    pred, gt, conf = np.array([1.0, 2, 3, 4]), np.ones(4), np.array([0.9, 0.1, 0.5, 0.7])
+    s = sparsification(pred, gt, conf, fractions=np.array([0.0, 0.25, 0.5, 0.75]))
+    a = s["abs_rel"]
+    np.testing.assert_allclose(a["curve"], [1.5, 5 / 3, 1.5, 0.0])
+    np.testing.assert_allclose(a["oracle"], [1.5, 1.0, 0.5, 0.0])
+    np.testing.assert_allclose(a["random"], [1.5] * 4)
+    assert a["ause"] == pytest.approx((0 + 2 / 3 + 1 + 0) / 4)
+    assert a["aurg"] == pytest.approx((0 - 1 / 6 + 0 + 1.5) / 4)
+    r = s["rmse"]  # squared errors 0, 1, 4, 9
+    np.testing.assert_allclose(r["curve"], np.sqrt([14 / 4, 13 / 3, 9 / 2, 0]))
+    np.testing.assert_allclose(r["oracle"], np.sqrt([14 / 4, 5 / 3, 1 / 2, 0]))
+    # the confidence equal to minus the error is the oracle; a constant one keeps the pixels' order (stable sort)
+    assert sparsification(pred, gt, -np.abs(pred - gt))["abs_rel"]["ause"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        sparsification(pred, gt, conf[:3])
+
+
+def test_mean_curves_average_frames_and_read_the_80_percent_point() -> None:
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(1, 3, 1000)
+    err = rng.uniform(0, 0.4, 1000)
+    pred = gt * (1 + err)
+    frames = [sparsification(pred, gt, -err), sparsification(pred, gt, rng.random(1000))]
+    summary = mean_curves(frames)
+    assert len(summary["curve"]) == len(FRACTIONS) and summary["frames"] == 2
+    kept = np.sort(err)[:800].mean()  # the oracle frame keeps the 800 smallest errors
+    assert summary["abs_rel_kept_80"] == pytest.approx((kept + frames[1]["abs_rel"]["curve"][4]) / 2)
+    assert summary["abs_rel_all"] == pytest.approx(err.mean())
+    assert summary["aurg"] == pytest.approx((frames[0]["abs_rel"]["aurg"] + frames[1]["abs_rel"]["aurg"]) / 2)
+
+
+def test_reliability_bins_confidence_against_observed_frequency() -> None:
+    rel = np.array([0.05, 0.2, 0.01, 0.3, 0.02])
+    conf = np.array([0.15, 0.12, 0.95, 0.99, 1.0])  # 1.0 falls in the last bin
+    r = reliability(reliability_counts(rel, conf, 0.1, bins=2), 0.1)
+    assert r["observed_within_threshold"] == pytest.approx(3 / 5)
+    assert r["mean_confidence"] == pytest.approx(conf.mean())
+    high = (0.95 + 0.99 + 1.0) / 3
+    assert r["bins"] == [pytest.approx({"confidence": 0.135, "observed": 0.5, "pixel_fraction": 0.4}),
+                         pytest.approx({"confidence": high, "observed": 2 / 3, "pixel_fraction": 0.6})]
+
+
+def test_logistic_fit_recovers_known_weights() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20000, 2))
+    p = 1 / (1 + np.exp(-(0.5 - 1.5 * x[:, 0] - 0.7 * x[:, 1])))
+    weights, bias = fit_logistic(x, rng.random(20000) < p)
+    np.testing.assert_allclose(weights, [-1.5, -0.7], atol=0.08)
+    assert bias == pytest.approx(0.5, abs=0.08)
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from test_confidence_node import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("calibrated"), calibrated=True)
+
+
+def test_exported_confidence_matches_pytorch_and_passes_the_model_check(calibrated: Path, tmp_path: Path) -> None:
+    path = export_onnx(str(calibrated), tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    assert [o.name for o in model.graph.output] == ["depth", "confidence"]
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert Calibration.from_json(meta["confidence"]) == Calibration.from_json(calibration_path(calibrated).read_text())
+    plain = export_onnx(str(calibrated), tmp_path / "plain.onnx", confidence=False)
+    depth_ops = {n.op_type for n in onnx.load(str(plain)).graph.node}
+    assert {n.op_type for n in model.graph.node} - depth_ops <= CONFIDENCE_OPS
+    assert check_model_file(str(path)).input_size == (96, 128)
+
+    image = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    reference = load_estimator(str(calibrated), "torch")
+    onnx_estimator = load_estimator(str(path), "onnxruntime")
+    assert reference.has_confidence and onnx_estimator.has_confidence
+    assert probe(onnx_estimator, confidence=True) is None and probe(reference, confidence=True) is None
+    depth, confidence, _ = reference.infer_with_confidence(image)
+    depth_ort, confidence_ort, _ = onnx_estimator.infer_with_confidence(image)
+    assert confidence.shape == depth.shape == (96, 128)
+    assert 0 <= confidence.min() and confidence.max() <= 1 and confidence.std() > 0
+    np.testing.assert_allclose(confidence_ort, confidence, atol=1e-4)
+    np.testing.assert_allclose(depth_ort, depth, rtol=1e-4)
+    # depth without confidence is the same depth (ONNX Runtime runs a graph cut down to it)
+    np.testing.assert_array_equal(onnx_estimator.infer(image)[0], depth_ort)
+    with pytest.raises(ValueError, match="no confidence output"):
+        load_estimator(str(plain), "onnxruntime").infer_with_confidence(image)
+
+
+def test_evaluate_confidence_writes_curves_and_plot(calibrated: Path, redkitchen: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    run = subprocess.run([sys.executable, "-m", "depth_node_training.cli", "evaluate", "--model", str(calibrated),
+                          "--backend", "torch", "--data", f"{redkitchen}@500:502", "--confidence", "--json", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    c = json.loads(out.read_text())["confidence"]
+    assert c["frames"] == 2 and len(c["curve"]) == len(FRACTIONS)
+    assert {"ause", "aurg", "abs_rel_kept_80", "abs_rel_all", "reliability"} <= set(c) and c["ause"] >= 0
+    assert c["curve"][0]["abs_rel"] == pytest.approx(c["abs_rel_all"])
+    assert out.with_suffix(".sparsification.png").stat().st_size > 1000
+    assert "AURG" in run.stdout
+
+
+def test_calibrate_cli_fits_on_real_frames_and_export_bakes_it_in(redkitchen: Path, tmp_path: Path) -> None:
+    from depth_node_training.cli import main as depth_train
+    from test_confidence_node import tiny_checkpoint
+
+    checkpoint = tiny_checkpoint(tmp_path, calibrated=False)
+    depth_train(["calibrate-confidence", "--model", str(checkpoint), "--data", f"{redkitchen}@0:8", "--stride", "4",
+                 "--pixels", "2000"])
+    calibration = Calibration.from_json(calibration_path(checkpoint).read_text())
+    assert calibration.pixels == 4000 and calibration.threshold == 0.1 and calibration.data.endswith("@0:8")
+    assert calibration.features in {("disagreement",), ("edge",), ("disagreement", "edge")}
+    assert np.isfinite([*calibration.weights, calibration.bias]).all()
+    meta = {p.key: p.value for p in onnx.load(str(export_onnx(str(checkpoint), tmp_path / "m.onnx"))).metadata_props}
+    assert Calibration.from_json(meta["confidence"]) == calibration

@@ -1,0 +1,233 @@
+"""Per-pixel confidence from the method's own HR/LR consistency: where f(I) and f(down(I)) disagree, depth is unsure.
+
+Signals (all on log depth, so they are relative and scale-free), computed inside the exported graph on the LR grid
+(the model's training factor: what the LR pass gives anyway), over a ``WINDOW`` x ``WINDOW`` neighbourhood of input
+pixels; their calibrated combination is upsampled bilinearly to the input size before the final sigmoid:
+
+- ``disagreement``: local mean of |log down(D_hr) - log D_lr|, D_lr the network on the image reduced by the factor
+  (``down``: area mean, as in training). The LR pass costs about 1/factor^2 of the HR pass. Averaged because the
+  per-pixel difference is noisy while errors come in regions (per pixel ranked worse).
+- ``edge``: max - min of log D_hr over the window: depth discontinuities, where depth is blurred, the camera's depth
+  and colour are misregistered, and whose neighbourhood the network gets wrong most often.
+
+Tried and left out (``docs/method.md``, Confidence): the depth itself (nearness to the range limits; it ranked well
+on training frames and worse than random on held-out ones), the signed disagreement, per-pixel and 5x5 windows,
+image texture and distance to the image border.
+
+Calibration (``depth-train calibrate-confidence``): a logistic regression on the log of the chosen signals, fitted on
+training frames with ground truth, so that ``confidence = P(|D - D_gt| / D_gt < threshold)`` on data like the
+calibration data. It is stored as JSON beside the checkpoint (``model.confidence.json`` for ``model.pt``) and baked
+into the exported graph and its metadata by ``depth-train export``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .reduce import area_mean, lr_size
+from .skipped import FrameError, Skipped
+
+FEATURES = ("disagreement", "edge")
+EPS = 1e-4  # log floor of a signal: 0.01% relative difference counts as none
+WINDOW = 17  # input pixels; 5 and 9 ranked worse on the calibration frames, 33 no better
+CANDIDATES = (("disagreement",), ("edge",), ("disagreement", "edge"))
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """confidence = sigmoid(bias + sum_i weights[i] * log(features[i] + EPS)) ~ P(relative error < threshold)."""
+
+    features: tuple[str, ...]
+    weights: tuple[float, ...]
+    bias: float
+    threshold: float
+    data: str = ""  # what it was fitted on
+    pixels: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @staticmethod
+    def from_json(text: str) -> Calibration:
+        d = json.loads(text)
+        unknown = [f for f in d["features"] if f not in FEATURES]
+        if unknown or len(d["features"]) != len(d["weights"]):
+            raise ValueError(f"confidence calibration: unknown features {unknown} or not one weight per feature")
+        return Calibration(tuple(d["features"]), tuple(float(w) for w in d["weights"]), float(d["bias"]),
+                           float(d["threshold"]), str(d.get("data", "")), int(d.get("pixels", 0)))
+
+
+def calibration_path(checkpoint: Path) -> Path:
+    """Where a checkpoint's confidence calibration lives: ``model.confidence.json`` beside ``model.pt``."""
+    return checkpoint.with_suffix(".confidence.json")
+
+
+def load_calibration(checkpoint: Path) -> Calibration | None:
+    path = calibration_path(checkpoint)
+    if not path.exists():
+        return None
+    try:
+        return Calibration.from_json(path.read_text())
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a confidence calibration ({error}); rerun `depth-train calibrate-confidence`") \
+            from None
+
+
+def signals(net: nn.Module, x: torch.Tensor, depth: torch.Tensor, factor: float) -> dict[str, torch.Tensor]:
+    """The log of each signal (N,1,h,w) on the LR grid, for normalised input ``x`` and its HR prediction ``depth``."""
+    size = lr_size(*(int(n) for n in x.shape[-2:]), factor)  # static sizes (a traced export fixes them anyway)
+    log_lr = torch.log(net(area_mean(x, size)))
+    log_hr = torch.log(area_mean(depth, size))
+    k = max(3, round(WINDOW / factor) // 2 * 2 + 1)  # odd, in LR pixels
+    edge = window_max(log_hr, k) + window_max(-log_hr, k)
+    return {"disagreement": torch.log(window_mean((log_hr - log_lr).abs(), k) + EPS), "edge": torch.log(edge + EPS)}
+
+
+def upsample(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(t, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class ConfidenceHead(nn.Module):
+    """The calibrated map in [0, 1] from the network, the normalised input and its HR depth.
+
+    The logit is linear in the signals, so upsampling it equals upsampling each signal first (what ``collect`` does
+    to fit the calibration at the input's pixels).
+    """
+
+    def __init__(self, calibration: Calibration, factor: float) -> None:
+        super().__init__()
+        self.calibration, self.factor = calibration, factor
+
+    def forward(self, net: nn.Module, x: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        c = self.calibration
+        s = signals(net, x, depth, self.factor)
+        logit = c.bias + sum(w * s[name] for name, w in zip(c.features, c.weights))
+        return torch.sigmoid(upsample(logit, depth))
+
+
+def window_max(t: torch.Tensor, k: int = WINDOW) -> torch.Tensor:
+    """Max over a k x k window (same size out), as a row then a column pass."""
+    return F.max_pool2d(F.max_pool2d(t, (1, k), 1, (0, k // 2)), (k, 1), 1, (k // 2, 0))
+
+
+def window_mean(t: torch.Tensor, k: int = WINDOW) -> torch.Tensor:
+    """Mean over a k x k window (same size out; only the pixels inside the image count at its borders)."""
+    row = F.avg_pool2d(t, (1, k), 1, (0, k // 2), count_include_pad=False)
+    return F.avg_pool2d(row, (k, 1), 1, (k // 2, 0), count_include_pad=False)
+
+
+def fit_logistic(features: np.ndarray, target: np.ndarray, iterations: int = 25, ridge: float = 1e-6
+                 ) -> tuple[np.ndarray, float]:
+    """Logistic regression (Newton / IRLS) of boolean ``target`` on (n, k) ``features``: (weights, bias)."""
+    X = np.concatenate([features.astype(np.float64), np.ones((len(features), 1))], 1)
+    y = target.astype(np.float64)
+    beta = np.zeros(X.shape[1])
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(X @ beta, -30, 30)))
+        hessian = (X * (p * (1 - p))[:, None]).T @ X + ridge * np.eye(X.shape[1])
+        step = np.linalg.solve(hessian, X.T @ (y - p))
+        beta += step
+        if np.abs(step).max() < 1e-8:
+            break
+    return beta[:-1], float(beta[-1])
+
+
+def collect(checkpoint: Path, data: str, pixels_per_frame: int, frames_stride: int, seed: int = 0
+            ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel log signals, prediction, ground truth and frame index, sampled from frames with HR ground truth."""
+    from .checkpoint import load_model
+    from .datasets import open_frames
+    from .export import DeployModel
+
+    net, cfg, _ = load_model(checkpoint, "cpu")
+    deploy = DeployModel(net, cfg.model.mean, cfg.model.std).eval()
+    frames = open_frames(data)
+    rng = np.random.default_rng(seed)
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in FEATURES}
+    preds, gts, index = [], [], []
+    skipped = Skipped()
+    for i in tqdm(range(0, len(frames), frames_stride), desc="calibrate-confidence", dynamic_ncols=True):
+        try:
+            frame = frames[i]
+        except FrameError as err:
+            skipped.add(err.reason, err.path.name)
+            continue
+        if frame.depth_hr is None:
+            skipped.add("no HR ground truth", frame.name)
+            continue
+        image = torch.from_numpy(frame.color).permute(2, 0, 1)[None].float()
+        with torch.no_grad():
+            x = image * deploy.scale + deploy.shift
+            depth = net(x)
+            s = {name: upsample(t, depth) for name, t in signals(net, x, depth, cfg.model.factor).items()}
+        gt = frame.depth_hr
+        valid = np.flatnonzero(np.isfinite(gt) & (gt >= cfg.data.min_depth) & (gt <= cfg.data.max_depth))
+        pick = rng.choice(valid, min(pixels_per_frame, valid.size), replace=False)
+        preds.append(depth[0, 0].numpy().ravel()[pick])
+        gts.append(gt.ravel()[pick])
+        for name in FEATURES:
+            columns[name].append(s[name][0, 0].numpy().ravel()[pick])
+        index.append(np.full(pick.size, i))
+    skipped.warn(log, "calibrate-confidence")
+    if not preds:
+        raise ValueError(f"{data}: no frame with HR ground truth to calibrate confidence on "
+                         f"({'; '.join(skipped.lines()) or 'no frames'})")
+    return ({k: np.concatenate(v) for k, v in columns.items()}, np.concatenate(preds), np.concatenate(gts),
+            np.concatenate(index))
+
+
+def calibrate(checkpoint: Path, data: str, threshold: float = 0.1, pixels_per_frame: int = 20000,
+              frames_stride: int = 4) -> tuple[Calibration, dict[str, float]]:
+    """Fit every candidate signal set; keep the one whose confidence ranks pixels best: the highest mean AURG of AbsRel
+    over the calibration frames (their sampled pixels). Returns it and each candidate's AURG."""
+    from .sparsification import sparsification
+
+    logs, pred, gt, frame = collect(checkpoint, data, pixels_per_frame, frames_stride)
+    good = np.abs(pred - gt) / gt < threshold
+    scores, fits = {}, {}
+    for names in CANDIDATES:
+        X = np.stack([logs[n] for n in names], 1)
+        weights, bias = fit_logistic(X, good)
+        conf = 1.0 / (1.0 + np.exp(-(X @ weights + bias)))
+        aurg = [sparsification(pred[frame == f], gt[frame == f], conf[frame == f])["abs_rel"]["aurg"]
+                for f in np.unique(frame)]
+        scores["+".join(names)] = float(np.mean(aurg))
+        fits["+".join(names)] = (names, weights, bias)
+    best = max(scores, key=scores.get)
+    names, weights, bias = fits[best]
+    return Calibration(tuple(names), tuple(float(w) for w in weights), bias, threshold, data, int(good.size)), scores
+
+
+def _run(args: argparse.Namespace) -> None:
+    from .export import default_checkpoint
+
+    checkpoint = Path(args.model) if args.model else default_checkpoint()
+    calibration, scores = calibrate(checkpoint, args.data, args.threshold, args.pixels, args.stride)
+    out = Path(args.out) if args.out else calibration_path(checkpoint)
+    out.write_text(calibration.to_json() + "\n")
+    for name, score in scores.items():
+        print(f"  {name}: AURG of AbsRel {score:.4f}")
+    print(f"wrote {out}: {'+'.join(calibration.features)}, weights {calibration.weights}, bias {calibration.bias:.3f} "
+          f"(confidence = P(relative error < {calibration.threshold:g})); re-export the model to use it")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("calibrate-confidence", help="fit the confidence calibration of a checkpoint")
+    p.add_argument("--model", help="checkpoint (.pt); default: the packaged default model")
+    p.add_argument("--data", required=True, help="frames with HR ground truth, PATH@START:STOP (training frames)")
+    p.add_argument("--threshold", type=float, default=0.1, help="confidence = P(|D - D_gt| / D_gt < THRESHOLD)")
+    p.add_argument("--pixels", type=int, default=20000, help="pixels sampled per frame")
+    p.add_argument("--stride", type=int, default=4, help="use every STRIDE-th frame")
+    p.add_argument("--out", help="output JSON (default: MODEL.confidence.json beside the checkpoint)")
+    p.set_defaults(func=_run)
