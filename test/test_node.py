@@ -312,7 +312,12 @@ def test_late_camera_info_is_stood_in_for_and_never_holds_up_newer_frames(start,
     h.send(raw_image(image, 4), wait=False)
     h.send(raw_image(image, 5), camera_info(60, 80, 5, f=200.0), wait=False)
     assert h.spin_until(lambda: 5 in h.depth, timeout=5.0)
-    assert h.node.stats.summary()["dropped"] in ({"no_camera_info": 1}, {"stale": 1})  # 4 waited or was replaced
+    # 4 waited and gave up, or was replaced by 5, or (under load) was handled once 5's camera_info had shown the model
+    # steady again, standing in for its own: never lost silently, never holding up 5
+    summary = h.node.stats.summary()
+    assert summary["dropped"] in ({"no_camera_info": 1}, {"stale": 1}, {})
+    if not summary["dropped"]:
+        assert h.spin_until(lambda: 4 in h.depth) and summary["events"] == {"camera_info_reused": 2}
     assert "Traceback" not in capfd.readouterr().err
 
 
