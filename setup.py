@@ -15,7 +15,7 @@ setup(
     version="0.1.0",
     packages=[PACKAGE, f"{PACKAGE}.backends", "depth_node_training", "depth_node_training.logs"],
     package_dir={"depth_node_training": "training"},
-    package_data={PACKAGE: ["models/*.pt", "models/*.onnx", "models/*.json", "models/*.md"],
+    package_data={PACKAGE: ["models/*.pt", "models/*.onnx", "models/*.json", "models/*.yaml", "models/*.md"],
                   "depth_node_training": ["configs/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
