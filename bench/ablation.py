@@ -6,8 +6,9 @@ configuration. The LR supervision is the HR ground truth reduced by ``--factor``
 the full-resolution ground truth. Every row gets the same budget; each (row, seed) is trained once and kept, each
 evaluation is kept, so a rerun continues where the last one stopped.
 
-    python bench/ablation.py --factor 4 --steps 800 --seeds 0 1 2 --split test --out bench/results/ablation_x4
-    python bench/ablation.py --split val --rows +cons full --row full-sr=loss.teacher=super_resolution
+    python bench/ablation.py --factor 4 --steps 400 --split val --rows +cons full \
+        --row full-completion=loss.w_affinity=1,loss.teacher=completion --out bench/results/ablation_x4
+    python bench/ablation.py --factor 4 --steps 400 --split test --out bench/results/ablation_x4
 
 Writes ``OUT/summary.json`` (test) or ``OUT/summary_val.json``: per row the mean and std over seeds of each metric,
 per-20-frame blocks, and for each step of the ablation a paired comparison (AbsRel difference, moving-block bootstrap
@@ -26,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from depth_node_training.checkpoint import load_model, read_checkpoint
+from depth_node_training.checkpoint import config_changes, load_model, read_checkpoint
 from depth_node_training.config import load_config
 from depth_node_training.datasets import open_frames
 from depth_node_training.evaluate import evaluate_frames, torch_predictor
@@ -63,12 +64,19 @@ def train_row(args, name: str, overrides: list[str], seed: int) -> Path:
     """Train one (row, seed) unless its final checkpoint exists; returns the run folder."""
     run = args.out / name / f"seed{seed}"
     ckpt = run / "checkpoint.pt"
-    if ckpt.exists() and read_checkpoint(ckpt)["step"] >= args.steps:
-        return run
     common = [f"data.factor={args.factor}", f"model.factor={args.factor}", f"train.steps={args.steps}",
               f"train.seed={seed}", *args.set]
+    cfg = load_config(None, common + overrides)
+    if ckpt.exists():
+        state = read_checkpoint(ckpt)
+        changes = config_changes(state["config"], cfg)
+        if changes:  # a kept run of another recipe (e.g. the defaults changed since) must not pass for this row
+            raise SystemExit(f"{ckpt}: trained with another config ({'; '.join(changes)}); move it away or rename "
+                             "the row")
+        if state["step"] >= args.steps:
+            return run
     start = time.time()
-    fit(load_config(None, common + overrides), [f"{args.data}@{args.train_frames}"], run, resume=True)
+    fit(cfg, [f"{args.data}@{args.train_frames}"], run, resume=True)
     (run / "wall.json").write_text(json.dumps({"train_seconds": round(time.time() - start, 1)}))
     return run
 
@@ -111,9 +119,13 @@ def main() -> None:
                         help="val (420-479): every choice; test (500-599): read once per final configuration")
     parser.add_argument("--rows", nargs="+", default=list(ROWS))
     parser.add_argument("--row", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]",
-                        help="an extra row, e.g. full-sr=loss.teacher=super_resolution (compared with +cons)")
+                        help="an extra row, e.g. full-completion=loss.w_affinity=1,loss.teacher=completion "
+                             "(compared with --baseline)")
+    parser.add_argument("--baseline", default="+cons", help="the row the extra --row rows are compared with")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides for every row")
     parser.add_argument("--out", type=Path, default=Path("bench/results/ablation_x4"))
+    parser.add_argument("--summary", help="summary file name in OUT (default: summary.json for test, "
+                                          "summary_val.json for val)")
     parser.add_argument("--train-only", action="store_true")
     args = parser.parse_args()
 
@@ -142,7 +154,7 @@ def main() -> None:
 
     comparisons = {}
     pairs = [p for p in COMPARISONS if p[0] in results and p[1] in results]
-    pairs += [(name, "+cons") for name in rows if name not in ROWS and "+cons" in results]
+    pairs += [(name, args.baseline) for name in rows if name not in ROWS and args.baseline in results]
     for a, b in pairs:
         shared = sorted(set(results[a]["seed_list"]) & set(results[b]["seed_list"]))
         values = [np.array([[r["abs_rel"] for r in results[n]["_frames"][s]] for s in shared]) for n in (a, b)]
@@ -163,7 +175,7 @@ def main() -> None:
         full = results["full"]["abs_rel_mean"]
         report["targets"] = {"full <= 1.1 x hr-oracle": full <= 1.1 * results["hr-oracle"]["abs_rel_mean"],
                              "full < upsampled-lr": full < results["upsampled-lr"]["abs_rel_mean"]}
-    name = "summary.json" if args.split == "test" else f"summary_{args.split}.json"
+    name = args.summary or ("summary.json" if args.split == "test" else f"summary_{args.split}.json")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / name).write_text(json.dumps(report, indent=2))
     print(format_report(results, comparisons))

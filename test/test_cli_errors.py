@@ -63,7 +63,8 @@ def test_garbage_model_file_is_one_line(capsys, folder, tmp_path):
 
 def test_fit_and_evaluate_skip_missing_and_unreadable_frames(folder, tmp_path, caplog, capsys):
     main(["fit", "train.steps=1", "train.batch_size=2", "data.crop_height=64", "data.crop_width=96",
-          "loss.teacher_steps=2", "model.pretrained=false", "model.input_height=96", "model.input_width=128",
+          "loss.w_affinity=1", "loss.teacher_steps=2", "model.pretrained=false", "model.input_height=96",
+          "model.input_width=128",
           "--data", str(folder), "--out", str(tmp_path / "run")])
     assert f"{folder}: skipped 1 frame: missing depth file (frame-000002.depth.png)" in caplog.text
     # the corrupt colour image is found when it is first read (the teacher reads every frame), skipped and said once

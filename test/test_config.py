@@ -49,3 +49,12 @@ def test_retired_option_is_explained_and_old_checkpoint_configs_still_load():
     saved = config_to_dict(load_config(None))
     saved["loss"]["w_recon"] = 1.0  # what checkpoints of the jointly trained teacher carry
     assert config_from_dict(without_retired(saved)) == load_config(None)
+
+
+def test_options_of_a_disabled_distillation_term_do_not_count_as_a_change():
+    from depth_node_training.checkpoint import config_changes
+
+    saved = config_to_dict(load_config(None, ["loss.w_affinity=0", "loss.teacher=completion"]))
+    assert config_changes(saved, load_config(None, ["loss.w_affinity=0", "loss.teacher=super_resolution"])) == []
+    assert config_changes(saved, load_config(None, ["loss.w_affinity=1", "loss.teacher=super_resolution"])) == [
+        "loss.w_affinity: 0.0 -> 1.0", "loss.teacher: 'completion' -> 'super_resolution'"]

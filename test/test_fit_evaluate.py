@@ -21,7 +21,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 def test_fit_then_evaluate_on_real_frames(redkitchen, tmp_path):
     run("fit", "--data", f"{redkitchen}@0:6", "--out", str(tmp_path / "run"), "train.steps=2", "train.batch_size=2",
-        "loss.teacher_steps=5", "train.log_every=1", "data.crop_height=96", "data.crop_width=128",
+        "loss.w_affinity=1", "loss.teacher_steps=5", "train.log_every=1", "data.crop_height=96", "data.crop_width=128",
         "data.val_fraction=0.34")
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert log[0].startswith("step,lr,loss") and "l_affinity" in log[0] and len(log) == 3

@@ -64,6 +64,11 @@ RESULT_NEUTRAL = {"train.log_every", "train.checkpoint_every", "train.num_worker
                   "train.device"}
 
 
+# Options of the distillation term: they change nothing in a run whose ``loss.w_affinity`` is 0.
+DISTILLATION = {"loss.teacher", "loss.teacher_steps", "loss.affinity_grid", "loss.affinity_warmup",
+                "train.teacher_grad_clip"}
+
+
 def config_changes(saved: dict[str, dict[str, Any]], cfg: Config) -> list[str]:
     """``section.key: old -> new`` for every option that differs from a checkpoint's config and changes the run."""
     try:
@@ -71,8 +76,11 @@ def config_changes(saved: dict[str, dict[str, Any]], cfg: Config) -> list[str]:
     except ValueError as error:
         return [f"the saved config does not load any more ({error})"]
     new = config_to_dict(cfg)
+    inert = set(RESULT_NEUTRAL)
+    if old["loss"]["w_affinity"] == new["loss"]["w_affinity"] == 0:
+        inert |= DISTILLATION
     return [f"{s}.{k}: {old[s][k]!r} -> {v!r}" for s in new for k, v in new[s].items()
-            if old[s][k] != v and f"{s}.{k}" not in RESULT_NEUTRAL]
+            if old[s][k] != v and f"{s}.{k}" not in inert]
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, cfg: Config, step: int, meta: dict[str, Any],

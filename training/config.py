@@ -50,7 +50,7 @@ class LossConfig:
     w_hr: float = 1.0  # (2) L(down(D_hr), G_lr)
     w_cons: float = 0.5  # (3) L(D_lr, down(D_hr))
     w_affinity: float = 1.0  # (4) affinity distillation from the reconstruction network (the teacher)
-    teacher: str = "completion"  # the teacher's pre-training task: completion | super_resolution (see teacher.py)
+    teacher: str = "super_resolution"  # the teacher's pre-training task: super_resolution | completion (teacher.py)
     teacher_steps: int = 400  # pre-training steps of the teacher (batch 8 of 64x80 LR crops), before it is frozen
     affinity_grid: tuple[int, int] = (30, 40)  # features are pooled to this grid before pairwise similarities
     affinity_warmup: float = 0.2  # fraction of steps over which w_affinity ramps up from 0

@@ -5,11 +5,12 @@ carry nothing the student lacks (our first design, trained jointly: the affinity
 is given a task that needs the scene's structure, pre-trained on the training frames' LR depth before the student
 starts, and frozen (a fixed target). ``loss.teacher`` picks the task:
 
+- ``super_resolution`` (the default, chosen on validation): the input is the LR depth reduced x4 by ``down`` and
+  repeated back to the LR grid (blocky); the target is the LR depth. Sharpening needs edges and surfaces. At
+  distillation time it sees the same reduction.
 - ``completion``: the input keeps a random 5-100% of the valid LR pixels and loses a random rectangle; the target is
   the whole LR depth. Filling the holes needs surfaces, edges and ordering. At distillation time the teacher sees the
   LR depth as the sensor gave it (the 100% end of its training range).
-- ``super_resolution``: the input is the LR depth reduced x4 by ``down`` and repeated back to the LR grid (blocky);
-  the target is the LR depth. Sharpening needs edges and surfaces. At distillation time it sees the same reduction.
 """
 
 from __future__ import annotations
