@@ -35,7 +35,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .reduce import area_mean, lr_size
-from .skipped import FrameError, Skipped
+from .skipped import Skipped, scorable_frames
 
 FEATURES = ("disagreement", "edge")
 EPS = 1e-4  # log floor of a signal: 0.01% relative difference counts as none
@@ -157,15 +157,8 @@ def collect(checkpoint: Path, data: str, pixels_per_frame: int, frames_stride: i
     columns: dict[str, list[np.ndarray]] = {name: [] for name in FEATURES}
     preds, gts, index = [], [], []
     skipped = Skipped()
-    for i in tqdm(range(0, len(frames), frames_stride), desc="calibrate-confidence", dynamic_ncols=True):
-        try:
-            frame = frames[i]
-        except FrameError as err:
-            skipped.add(err.reason, err.path.name)
-            continue
-        if frame.depth_hr is None:
-            skipped.add("no HR ground truth", frame.name)
-            continue
+    indices = tqdm(range(0, len(frames), frames_stride), desc="calibrate-confidence", dynamic_ncols=True)
+    for i, frame in scorable_frames(frames, indices, skipped):
         image = torch.from_numpy(frame.color).permute(2, 0, 1)[None].float()
         with torch.no_grad():
             x = image * deploy.scale + deploy.shift

@@ -21,7 +21,7 @@ from .config import DataConfig
 from .frames import FrameSource
 from .metrics import METRICS, depth_metrics
 from .previews import preview_row, save_rows
-from .skipped import FrameError, Skipped, skipped_of
+from .skipped import Skipped, scorable_frames, skipped_of
 from .sparsification import mean_curves, plot, reliability, reliability_counts, sparsification
 from .training_pairs import lr_supervision
 
@@ -57,15 +57,7 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
     rows, picked, curves, counts = [], [], [], 0.0
     skipped = Skipped()  # while scoring (the reader warned about its own when it opened)
     preview_at = set(np.linspace(0, len(frames) - 1, previews).round().astype(int).tolist()) if previews else set()
-    for i in tqdm(range(len(frames)), desc=desc, dynamic_ncols=True):
-        try:
-            frame = frames[i]
-        except FrameError as err:
-            skipped.add(err.reason, err.path.name)
-            continue
-        if frame.depth_hr is None:
-            skipped.add("no HR ground truth", frame.name)
-            continue
+    for i, frame in scorable_frames(frames, tqdm(range(len(frames)), desc=desc, dynamic_ncols=True), skipped):
         pred, conf = predict(frame.color) if confidence else (predict(frame.color), None)
         gt = frame.depth_hr
         if pred.shape != gt.shape:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 EXAMPLES = 3  # names shown per reason
@@ -79,6 +79,21 @@ class FrameError(OSError):
     def __init__(self, reason: str, path: str | Path) -> None:
         super().__init__(f"{path}: {reason}")
         self.reason, self.path = reason, Path(path)
+
+
+def scorable_frames(frames: object, indices: Iterable[int], skipped: Skipped) -> Iterator[tuple[int, object]]:
+    """``(index, frame)`` for the frames at ``indices`` that can be read and have HR ground truth; the others are
+    counted in ``skipped`` by reason (what evaluation and calibration both need)."""
+    for i in indices:
+        try:
+            frame = frames[i]
+        except FrameError as err:
+            skipped.add(err.reason, err.path.name)
+            continue
+        if frame.depth_hr is None:
+            skipped.add("no HR ground truth", frame.name)
+            continue
+        yield i, frame
 
 
 def skipped_of(source: object) -> Skipped:
