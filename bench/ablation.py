@@ -165,7 +165,8 @@ def main() -> None:
         "command": "python bench/ablation.py " + " ".join(
             [f"--factor {args.factor:g}", f"--steps {args.steps}", "--seeds " + " ".join(map(str, args.seeds)),
              f"--split {args.split}", "--rows " + " ".join(args.rows), *[f"--row {r}" for r in args.row],
-             *(["--set " + " ".join(args.set)] if args.set else []), f"--out {args.out}"]),
+             *(["--set " + " ".join(args.set)] if args.set else []), f"--baseline {args.baseline}",
+             f"--out {args.out}", *([f"--summary {args.summary}"] if args.summary else [])]),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                    f"torch {torch.__version__}",
         "train_frames": args.train_frames, "eval_frames": SPLITS[args.split], "split": args.split,
