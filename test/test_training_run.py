@@ -140,3 +140,23 @@ def test_checkpoint_records_provenance_and_resume_drops_rows_past_it(wide_fov_se
     fit(cfg, [wide_fov_set], tmp_path, resume=True, progress=False)
     rows = log_rows(tmp_path)
     assert [r["step"] for r in rows] == ["1", "2", "3"] and float(rows[-1]["loss"]) > 0
+
+
+@pytest.mark.parametrize("pretrained", [True, False])
+def test_encoder_batchnorm_keeps_imagenet_statistics_only_when_there_are_some(pretrained):
+    from depth_node_training.networks import DepthEstimator
+    from depth_node_training.objective import WeakObjective
+    from depth_node_training.train import train_mode
+    from torch import nn
+
+    cfg = load_config(None, [f"model.pretrained={str(pretrained).lower()}"])
+    assert cfg.train.freeze_encoder_bn  # the default, chosen on validation
+    objective = WeakObjective(DepthEstimator(cfg.model), None, cfg)
+    train_mode(objective, cfg)
+    encoder_bn = [m for m in objective.model.encoder.modules() if isinstance(m, nn.BatchNorm2d)]
+    decoder_bn = [m for m in objective.model.decoder.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert encoder_bn and all(m.training != pretrained for m in encoder_bn)
+    assert decoder_bn and all(m.training for m in decoder_bn)
+    before = encoder_bn[0].running_mean.clone()
+    objective.model(torch.rand(2, 3, 64, 64))
+    assert torch.equal(encoder_bn[0].running_mean, before) == pretrained

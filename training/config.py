@@ -67,7 +67,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     teacher_grad_clip: float = 1.0  # max gradient norm of the teacher while it is pre-trained (0 = none)
     ema_decay: float = 0.0  # exponential moving average of the estimator's weights (saved as `model`); 0 = off
-    freeze_encoder_bn: bool = False  # encoder BatchNorm in eval mode: ImageNet statistics kept, not re-estimated
+    freeze_encoder_bn: bool = True  # encoder BatchNorm keeps its ImageNet statistics (with model.pretrained)
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 250

@@ -101,7 +101,7 @@ def train_mode(objective: WeakObjective, cfg: Config) -> None:
     """Training mode, except the encoder's BatchNorm layers under ``train.freeze_encoder_bn``: in eval mode they use
     and keep their (ImageNet) running statistics instead of re-estimating them from batches of a few crops."""
     objective.train()
-    if cfg.train.freeze_encoder_bn:
+    if cfg.train.freeze_encoder_bn and cfg.model.pretrained:  # random weights have no statistics to keep
         for module in objective.model.encoder.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
