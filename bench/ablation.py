@@ -60,8 +60,9 @@ def upsampled_lr_predictor(model: torch.nn.Module, mean, std, factor: float):
     return predict
 
 
-def train_row(args, name: str, overrides: list[str], seed: int) -> Path:
-    """Train one (row, seed) unless its final checkpoint exists; returns the run folder."""
+def train_row(args, name: str, overrides: list[str], seed: int) -> Path | None:
+    """Train one (row, seed) unless its final checkpoint exists; returns the run folder (None when ``--no-train``
+    finds it unfinished)."""
     run = args.out / name / f"seed{seed}"
     ckpt = run / "checkpoint.pt"
     common = [f"data.factor={args.factor}", f"model.factor={args.factor}", f"train.steps={args.steps}",
@@ -73,8 +74,11 @@ def train_row(args, name: str, overrides: list[str], seed: int) -> Path:
         if changes:  # a kept run of another recipe (e.g. the defaults changed since) must not pass for this row
             raise SystemExit(f"{ckpt}: trained with another config ({'; '.join(changes)}); move it away or rename "
                              "the row")
-        if state["step"] >= args.steps:
+        if state["step"] >= cfg.train.steps:
             return run
+    if args.no_train:
+        print(f"{name} seed {seed}: not trained to {cfg.train.steps} steps, left out of the summary")
+        return None
     start = time.time()
     fit(cfg, [f"{args.data}@{args.train_frames}"], run, resume=True)
     (run / "wall.json").write_text(json.dumps({"train_seconds": round(time.time() - start, 1)}))
@@ -87,7 +91,7 @@ def evaluate_row(args, name: str, run: Path, frames) -> list[dict]:
     if name == "upsampled-lr":
         path = args.out / name / run.name / f"eval_{args.split}.csv"
     if not path.exists():
-        model, cfg, _ = load_model(run / "checkpoint.pt")
+        model, cfg, _ = load_model(run / "checkpoint.pt", "cuda" if torch.cuda.is_available() else "cpu")
         predict = (upsampled_lr_predictor(model, cfg.model.mean, cfg.model.std, args.factor) if name == "upsampled-lr"
                    else torch_predictor(model, cfg.model.mean, cfg.model.std))
         evaluate_frames(predict, frames, cfg.data.min_depth, cfg.data.max_depth, csv_path=path,
@@ -117,7 +121,7 @@ def main() -> None:
     parser.add_argument("--train-frames", default="0:400")
     parser.add_argument("--split", choices=sorted(SPLITS), default="val",
                         help="val (420-479): every choice; test (500-599): read once per final configuration")
-    parser.add_argument("--rows", nargs="+", default=list(ROWS))
+    parser.add_argument("--rows", nargs="*", default=list(ROWS))
     parser.add_argument("--row", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]",
                         help="an extra row, e.g. full-completion=loss.w_affinity=1,loss.teacher=completion "
                              "(compared with --baseline)")
@@ -127,6 +131,9 @@ def main() -> None:
     parser.add_argument("--summary", help="summary file name in OUT (default: summary.json for test, "
                                           "summary_val.json for val)")
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--no-summary", action="store_true", help="train and evaluate only (a driver summarises)")
+    parser.add_argument("--no-train", action="store_true",
+                        help="summarise the finished runs only (a parallel driver trains each (row, seed) apart)")
     args = parser.parse_args()
 
     rows = {name: ROWS[name] for name in args.rows}
@@ -140,6 +147,8 @@ def main() -> None:
         per_seed = {}
         for seed in args.seeds:
             run = train_row(args, source, source_overrides, seed)
+            if run is None:
+                continue
             wall_file = run / "wall.json"
             if wall_file.exists():
                 wall.setdefault(name, []).append(json.loads(wall_file.read_text())["train_seconds"])
@@ -149,12 +158,12 @@ def main() -> None:
             results[name] = summarise(per_seed)
             results[name]["train_seconds_mean"] = float(np.mean(wall[name])) if name in wall else None
             results[name]["_frames"] = per_seed
-    if args.train_only:
+    if args.train_only or args.no_summary:
         return
 
     comparisons = {}
     pairs = [p for p in COMPARISONS if p[0] in results and p[1] in results]
-    pairs += [(name, args.baseline) for name in rows if name not in ROWS and args.baseline in results]
+    pairs += [(name, args.baseline) for name in rows if name not in ROWS and {name, args.baseline} <= results.keys()]
     for a, b in pairs:
         shared = sorted(set(results[a]["seed_list"]) & set(results[b]["seed_list"]))
         values = [np.array([[r["abs_rel"] for r in results[n]["_frames"][s]] for s in shared]) for n in (a, b)]
@@ -166,9 +175,11 @@ def main() -> None:
             [f"--factor {args.factor:g}", f"--steps {args.steps}", "--seeds " + " ".join(map(str, args.seeds)),
              f"--split {args.split}", "--rows " + " ".join(args.rows), *[f"--row {r}" for r in args.row],
              *(["--set " + " ".join(args.set)] if args.set else []), f"--baseline {args.baseline}",
-             f"--out {args.out}", *([f"--summary {args.summary}"] if args.summary else [])]),
+             f"--out {args.out}", *([f"--summary {args.summary}"] if args.summary else []),
+             *(["--no-train"] if args.no_train else [])]),
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-                   f"torch {torch.__version__}",
+                   f"torch {torch.__version__}"
+                   + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""),
         "train_frames": args.train_frames, "eval_frames": SPLITS[args.split], "split": args.split,
         "factor": args.factor, "steps": args.steps, "rows": results, "comparisons": comparisons,
     }

@@ -1,10 +1,12 @@
 """Data readers on files the tests write themselves, and on the real 7-Scenes frames when present."""
 
+import dataclasses
 import json
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from depth_node_training.config import DataConfig
 from depth_node_training.datasets import open_frames
 from depth_node_training.training_pairs import TrainingPairs, lr_supervision
@@ -130,3 +132,24 @@ def test_missing_files_are_skipped_and_counted_in_every_folder_reader(tmp_path, 
         (extracted / f"depth_lr/{name}.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"no usable frame in index.csv \(skipped 3 frames: missing depth_lr"):
         ExtractedSet(extracted)
+
+
+def test_cached_frames_give_the_same_samples_without_reading_files_again(tmp_path):
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        depth = rng.integers(800, 3000, (48, 64)).astype(np.uint16)
+        write_frame(tmp_path, f"frame-{i:06d}", rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), depth)
+    data = DataConfig(factor=4, crop_height=16, crop_width=32)
+    plain = TrainingPairs(open_frames(str(tmp_path)), data, seed=3)
+    cached = TrainingPairs(open_frames(str(tmp_path)), dataclasses.replace(data, cache_frames=True), seed=3)
+    expected = [plain[i] for i in range(3)]
+    first = [cached[i] for i in range(3)]
+    for path in tmp_path.glob("frame-*"):
+        path.unlink()  # a cached dataset no longer needs its files
+    again = [cached[i] for i in range(3)]
+    for a, b, c in zip(expected, first, again):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+            torch.testing.assert_close(a[key], c[key], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="no readable frame"):
+        plain[0]  # the uncached one does read them

@@ -61,7 +61,7 @@ def restore_rng_states(states: dict[str, Any]) -> None:
 
 # Options that change neither the model nor the numbers it is trained on: a resumed run may change them freely.
 RESULT_NEUTRAL = {"train.log_every", "train.checkpoint_every", "train.num_workers", "train.tensorboard",
-                  "train.device"}
+                  "train.device", "data.cache_frames"}
 
 
 # Options of the distillation term: they change nothing in a run whose ``loss.w_affinity`` is 0.

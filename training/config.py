@@ -40,6 +40,7 @@ class DataConfig:
     color_jitter: float = 0.2  # brightness/contrast/saturation strength
     full_frame_fraction: float = 0.0  # share of batches that are whole frames (as deployed) instead of crops
     scale_jitter: float = 0.0  # zoom log-uniform in [1/(1+j), 1+j], depths divided by the zoom; 0 = off
+    cache_frames: bool = False  # keep decoded frames in memory (~2.2 MB per 640x480 frame and worker): GPU training
 
 
 @dataclass(frozen=True)

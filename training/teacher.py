@@ -26,7 +26,7 @@ from .config import Config
 from .losses import masked_depth_loss
 from .networks import ReconstructionNet
 from .reduce import down, valid_depth
-from .training_pairs import TrainingPairs, lr_supervision
+from .training_pairs import TrainingPairs
 
 TASKS = ("completion", "super_resolution")
 SR_FACTOR = 4
@@ -58,8 +58,7 @@ def teacher_input(depth: torch.Tensor, task: str, generator: torch.Generator | N
 def lr_maps(pairs: TrainingPairs) -> torch.Tensor:
     """(N,1,h,w) LR supervision of every readable training frame (0 = invalid), the teacher's whole training set."""
     cfg_data = pairs.data
-    frames = [pairs.readable_frame(i) for i in range(len(pairs))]
-    maps = [lr_supervision(frame, cfg_data) for frame in frames]
+    maps = [pairs.supervised_frame(i)[1] for i in range(len(pairs))]
     depth = torch.from_numpy(np.stack(maps).astype(np.float32))[:, None]
     return torch.where(valid_depth(depth, cfg_data.min_depth, cfg_data.max_depth), depth, torch.zeros_like(depth))
 

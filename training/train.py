@@ -136,7 +136,8 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
         check_same_run(state, cfg, data, len(frames), checkpoint_path, allow_config_change)
     dataset = TrainingPairs(frames, cfg.data, seed=t.seed)
     sampler = EpochBatches(len(dataset), t.batch_size, t.seed, cfg.data.full_frame_fraction, rank, world)
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers, pin_memory=device.type == "cuda",
+                        persistent_workers=t.num_workers > 0)  # workers keep their frame cache across epochs
 
     model = DepthEstimator(cfg.model).to(device)
     teacher = None
@@ -189,7 +190,7 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
-        norms = {"grad_norm": nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf).item()}
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf)
         scaler.step(optimizer)
         scaler.update()
         if ema is not None:
@@ -197,12 +198,12 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
         step += 1
 
         if master:
-            values = {k: v.item() for k, v in terms.items()}
-            bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
             bar.update()
-            if step % t.log_every == 0 or step == end:
+            if step % t.log_every == 0 or step == end:  # reading values waits for the GPU: only when logged
+                values = {k: v.item() for k, v in terms.items()}
+                bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
                 row = {"step": step, "lr": lr, "loss": loss.item(), "seconds": round(time.time() - start, 2),
-                       **values, **norms}
+                       **values, "grad_norm": grad_norm.item()}
                 log = log or csv.DictWriter(log_file, fieldnames=list(row))
                 if log_file.tell() == 0:
                     log.writeheader()

@@ -78,6 +78,7 @@ class TrainingPairs(Dataset):
     def __init__(self, frames: FrameSource, data: DataConfig, seed: int = 0) -> None:
         self.frames, self.data, self.seed = frames, data, seed
         self.unreadable: set[int] = set()  # frames whose file exists but cannot be decoded (this process's view)
+        self.cache: dict[int, tuple[Frame, np.ndarray]] | None = {} if data.cache_frames else None
 
     def readable_frame(self, index: int) -> Frame:
         """Frame ``index``, or the next readable one: a corrupt file is warned about once, with its reason, and its
@@ -94,14 +95,24 @@ class TrainingPairs(Dataset):
                             len(self.unreadable))
         raise ValueError(f"no readable frame among the {len(self.frames)} training frames")
 
+    def supervised_frame(self, index: int) -> tuple[Frame, np.ndarray]:
+        """A readable frame and its LR supervision, kept in memory under ``data.cache_frames`` (decoding and reducing
+        a 640x480 frame costs about twice the rest of a sample, which starves a GPU)."""
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        frame = self.readable_frame(index)
+        pair = frame, lr_supervision(frame, self.data)
+        if self.cache is not None:
+            self.cache[index] = pair
+        return pair
+
     def __len__(self) -> int:
         return len(self.frames)
 
     def __getitem__(self, key: int | SampleKey) -> dict[str, torch.Tensor]:
         index, epoch, full_frame = key if isinstance(key, tuple) else SampleKey(int(key))
         rng = np.random.default_rng([SAMPLE_STREAM, self.seed, epoch, index])
-        frame = self.readable_frame(index)
-        lr = lr_supervision(frame, self.data)
+        frame, lr = self.supervised_frame(index)
         H, W = frame.color.shape[:2]
         h, w = lr.shape
         (lh, lw), hr_size = crop_size((H, W), (h, w), self.data, full_frame)
