@@ -166,6 +166,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=18)
     parser.add_argument("--deadline", type=float, default=480, help="seconds from start after which no run goes on")
     parser.add_argument("--set", nargs="*", default=[], help="overrides for every run (e.g. a short smoke test)")
+    parser.add_argument("--tables-only", nargs="+", metavar="ROW", choices=ROWS,
+                        help="after an earlier run chose the recipe: only train and test these x4 rows (default "
+                             "recipe), e.g. when the lease ran out before stage B")
     args = parser.parse_args()
     COMMON.extend(args.set)
     results = args.work / "results"
@@ -176,7 +179,8 @@ def main() -> None:
     ship_steps = args.steps
 
     try:
-        ship_steps = run_protocol(args, jobs, results, decisions)
+        ship_steps = run_tables(args, jobs, results) if args.tables_only else run_protocol(args, jobs, results,
+                                                                                            decisions)
     finally:  # whatever finished comes back, also when a step above failed
         (results / "decisions.json").write_text(json.dumps(decisions, indent=2))
         package(args, results, decisions.get("ship_steps", args.steps))
@@ -242,6 +246,17 @@ def run_protocol(args, jobs: Jobs, results: Path, decisions: dict) -> int:
             summary.kill()
             print(f"[{elapsed():5.0f}s] a summary did not finish in time", flush=True)
     return ship_steps
+
+
+def run_tables(args, jobs: Jobs, results: Path) -> int:
+    """Only the x4 test rows named by ``--tables-only`` with the default recipe, then their summary."""
+    x4 = results / "ablation_x4"
+    jobs.submit([(f"B_x4_{row}_s{s}", ablation(args, 4, "test", x4, [row], {}, [s], [], False))
+                 for s in args.seeds for row in args.tables_only])
+    jobs.wait()
+    rows = [*args.tables_only, *(["upsampled-lr"] if "lr-only" in args.tables_only else [])]
+    subprocess.run(ablation(args, 4, "test", x4, rows, {}, args.seeds, [], True), check=False)
+    return args.steps
 
 
 def package(args, results: Path, ship_steps: int) -> None:
