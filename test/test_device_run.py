@@ -66,3 +66,19 @@ def test_decision_rules_adopt_one_change_only_when_its_interval_is_below_zero():
                                                full_long=(-0.04, -0.01)))
     assert (winner, recipe, long_wins) == ("full-jitter", ["data.scale_jitter=0.25"], True)
     assert choose(summary(full_frames=(0.01, 0.03))) == ("full", [], False)  # worse, and full-long unfinished
+
+
+def test_targets_name_the_default_objective_and_runs_trained_elsewhere_count_by_their_log(tmp_path):
+    from depth_node_training.config import load_config
+
+    ablation = load("ablation")
+    row = ablation.default_row()
+    assert load_config(None, ablation.ROWS[row]).loss == load_config(None, []).loss
+    assert all(load_config(None, o).loss != load_config(None, []).loss
+               for name, o in ablation.ROWS.items() if o is not None and list(ablation.ROWS).index(name) <
+               list(ablation.ROWS).index(row))
+    run = tmp_path / "seed0"
+    assert ablation.logged_steps(run) == 0
+    run.mkdir()
+    (run / "log.csv").write_text("step,lr,loss\n50,0.1,1.0\n1000,0.01,0.5\n")
+    assert ablation.logged_steps(run) == 1000
