@@ -169,6 +169,7 @@ def main() -> None:
     parser.add_argument("--tables-only", nargs="+", metavar="ROW", choices=ROWS,
                         help="after an earlier run chose the recipe: only train and test these x4 rows (default "
                              "recipe), e.g. when the lease ran out before stage B")
+    parser.add_argument("--factor", type=int, choices=(4, 8), default=4, help="the factor of --tables-only")
     args = parser.parse_args()
     COMMON.extend(args.set)
     results = args.work / "results"
@@ -249,13 +250,13 @@ def run_protocol(args, jobs: Jobs, results: Path, decisions: dict) -> int:
 
 
 def run_tables(args, jobs: Jobs, results: Path) -> int:
-    """Only the x4 test rows named by ``--tables-only`` with the default recipe, then their summary."""
-    x4 = results / "ablation_x4"
-    jobs.submit([(f"B_x4_{row}_s{s}", ablation(args, 4, "test", x4, [row], {}, [s], [], False))
+    """Only the test rows named by ``--tables-only`` at ``--factor`` with the default recipe, then their summary."""
+    out = results / f"ablation_x{args.factor}"
+    jobs.submit([(f"B_x{args.factor}_{row}_s{s}", ablation(args, args.factor, "test", out, [row], {}, [s], [], False))
                  for s in args.seeds for row in args.tables_only])
     jobs.wait()
     rows = [*args.tables_only, *(["upsampled-lr"] if "lr-only" in args.tables_only else [])]
-    subprocess.run(ablation(args, 4, "test", x4, rows, {}, args.seeds, [], True), check=False)
+    subprocess.run(ablation(args, args.factor, "test", out, rows, {}, args.seeds, [], True), check=False)
     return args.steps
 
 
