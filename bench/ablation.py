@@ -39,8 +39,8 @@ from depth_node_training.train import fit
 ROWS = {
     "lr-only": ["loss.w_hr=0", "loss.w_cons=0", "loss.w_affinity=0"],
     "+hr": ["loss.w_cons=0", "loss.w_affinity=0"],
-    "+cons": ["loss.w_affinity=0"],
-    "full": ["loss.w_affinity=1"],  # all four terms, whatever the default objective is
+    "+cons": ["loss.w_cons=0.5", "loss.w_affinity=0"],
+    "full": ["loss.w_cons=0.5", "loss.w_affinity=1"],  # all four terms, whatever the default objective is
     "hr-oracle": ["loss.supervision=hr", "loss.w_affinity=0"],
     "upsampled-lr": None,  # the lr-only networks at the LR resolution they were trained at, bicubic up
 }

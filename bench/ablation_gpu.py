@@ -191,10 +191,10 @@ def main() -> None:
 def run_protocol(args, jobs: Jobs, results: Path, decisions: dict) -> int:
     """Stages A and B and the test summaries; returns the shipped model's budget."""
     seeds, recipe_dir, x4, x8 = args.seeds, results / "recipe_x4", results / "ablation_x4", results / "ablation_x8"
-    long_row = {"full-long": f"loss.w_affinity=1,train.steps={args.long}"}
+    long_row = {"full-long": f"loss.w_cons=0.5,loss.w_affinity=1,train.steps={args.long}"}
 
     # Stage A: the recipe and the budget, on validation; the long runs go first and run on into stage B.
-    extra = {name: f"loss.w_affinity=1,{change}" for name, change in RECIPE_CHANGES.items()} | long_row
+    extra = {name: f"loss.w_cons=0.5,loss.w_affinity=1,{change}" for name, change in RECIPE_CHANGES.items()} | long_row
     stage_a = {row: [(f"A_{row}_s{s}", ablation(args, 4, "val", recipe_dir, [row] if row == "full" else [],
                                                 {} if row == "full" else {row: extra[row]}, [s], [], False))
                      for s in seeds] for row in ["full-long", "full", *RECIPE_CHANGES]}

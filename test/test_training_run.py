@@ -22,7 +22,7 @@ DEPTH_SIZE = (14, 10)  # wider than the colour camera's field of view
 RECIPE = ["model.pretrained=false", "train.device=cpu", "train.batch_size=2", "data.crop_height=32",
           "data.crop_width=48", "data.full_frame_fraction=0.5", "data.scale_jitter=0.25", "train.ema_decay=0.8",
           "train.freeze_encoder_bn=true", "train.log_every=1", "train.warmup_steps=2", "train.steps=5",
-          "loss.affinity_grid=[3,4]", "loss.w_affinity=1", "loss.teacher_steps=3"]
+          "loss.affinity_grid=[3,4]", "loss.w_cons=0.5", "loss.w_affinity=1", "loss.teacher_steps=3"]
 
 
 @pytest.fixture(autouse=True)

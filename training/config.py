@@ -49,8 +49,8 @@ class LossConfig:
     form: str = "l1"  # l1 | berhu | silog | log_l1 (see losses.py)
     w_lr: float = 1.0  # (1) L(D_lr, G_lr)
     w_hr: float = 1.0  # (2) L(down(D_hr), G_lr)
-    w_cons: float = 0.5  # (3) L(D_lr, down(D_hr))
-    w_affinity: float = 1.0  # (4) affinity distillation from the reconstruction network (the teacher)
+    w_cons: float = 0.0  # (3) L(D_lr, down(D_hr)): off, not better than 1-2 on validation (0.5 when used)
+    w_affinity: float = 0.0  # (4) affinity distillation from the teacher: off, not better than 1-3 on validation
     teacher: str = "super_resolution"  # the teacher's pre-training task: super_resolution | completion (teacher.py)
     teacher_steps: int = 400  # pre-training steps of the teacher (batch 8 of 64x80 LR crops), before it is frozen
     affinity_grid: tuple[int, int] = (30, 40)  # features are pooled to this grid before pairwise similarities
