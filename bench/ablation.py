@@ -150,6 +150,7 @@ def main() -> None:
     parser.add_argument("--summary", help="summary file name in OUT (default: summary.json for test, "
                                           "summary_val.json for val)")
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument("--trained-on", help="where the runs were trained, when not here (recorded in the summary)")
     parser.add_argument("--no-summary", action="store_true", help="train and evaluate only (a driver summarises)")
     parser.add_argument("--no-train", action="store_true",
                         help="summarise the finished runs only (a parallel driver trains each (row, seed) apart)")
@@ -202,6 +203,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
                    f"torch {torch.__version__}"
                    + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""),
+        "trained_on": args.trained_on or "this machine",
         "train_frames": args.train_frames, "eval_frames": SPLITS[args.split], "split": args.split,
         "factor": args.factor, "steps": args.steps, "rows": results, "comparisons": comparisons,
     }

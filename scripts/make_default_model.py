@@ -30,6 +30,8 @@ def main() -> None:
     parser.add_argument("--row", required=True, help="the summary's row trained with the same recipe on 0-399")
     parser.add_argument("--wall-minutes", type=float, required=True)
     parser.add_argument("--machine", required=True, help="where it was trained")
+    parser.add_argument("--confidence-eval", type=Path,
+                        help="`depth-train evaluate --confidence` JSON of the same recipe trained on 0-399, on 500-599")
     args = parser.parse_args()
     model, cfg, meta = load_model(args.checkpoint)
     if meta.get("git_dirty") is not False:
@@ -41,6 +43,14 @@ def main() -> None:
     config = MODELS / "default.config.yaml"
     config.write_text("# The exact training config of default.pt, read from its checkpoint.\n"
                       + yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    confidence = ""
+    if args.confidence_eval:
+        c = json.loads(args.confidence_eval.read_text())["confidence"]
+        confidence = (f"\n- **Confidence** (`default.confidence.json`, calibrated on training frames 0-399): the same "
+                      f"recipe trained on 0-399 and\n  calibrated the same way, scored on 500-599 "
+                      f"(`{args.confidence_eval}`): AURG {c['aurg']:.4f}, AbsRel of the\n  80% most confident pixels "
+                      f"{c['abs_rel_kept_80']:.4f} vs {c['abs_rel_all']:.4f} for all "
+                      f"({c['abs_rel_kept_80'] / c['abs_rel_all'] - 1:+.1%}).")
     loss = cfg.loss
     terms = [name for name, weight in (("(1)", loss.w_lr), ("(2)", loss.w_hr), ("(3)", loss.w_cons),
                                        ("(4)", loss.w_affinity)) if weight > 0]
@@ -60,10 +70,11 @@ def main() -> None:
 - **Provenance**: code revision {meta['git_rev']} (clean checkout), trained on {args.machine} in
   {args.wall_minutes:.0f} min.
 - **How the recipe scores on frames it did not see**: the same recipe trained on frames 0-399 (3 seeds), test block
-  500-599 at full resolution (`{args.test_summary}`, row `{args.row}`): AbsRel {row['abs_rel_mean']:.3f} ±
+  500-599 at full resolution (`{args.test_summary}`, row `{args.row}`; trained on {summary.get("trained_on",
+  "this machine")}): AbsRel {row['abs_rel_mean']:.3f} ±
   {row['abs_rel_std']:.3f}, RMSE {row['rmse_mean']:.3f} m, delta<1.25 {row['delta1_mean']:.3f}; per 20-frame block
   {' '.join(f'{v:.3f}' for v in row['blocks']['abs_rel'])} (error grows along the trajectory). This model saw
-  500-599 in training, so it has no held-out figure of its own in `../shared/data`.
+  500-599 in training, so it has no held-out figure of its own in `../shared/data`.{confidence}
 - Depth range {cfg.model.min_depth}-{cfg.model.max_depth} m. One indoor scene: expect it to need fine-tuning on your
   robot's logs (`depth-train fit --data your_log`) before its metric scale is right elsewhere.
 - 7-Scenes is published by Microsoft Research for non-commercial research use; the ImageNet encoder weights come from
