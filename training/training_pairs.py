@@ -96,8 +96,8 @@ class TrainingPairs(Dataset):
         raise ValueError(f"no readable frame among the {len(self.frames)} training frames")
 
     def supervised_frame(self, index: int) -> tuple[Frame, np.ndarray]:
-        """A readable frame and its LR supervision, kept in memory under ``data.cache_frames`` (decoding and reducing
-        a 640x480 frame costs about twice the rest of a sample, which starves a GPU)."""
+        """A readable frame and its LR supervision, kept in memory under ``data.cache_frames`` (reading a 640x480
+        frame's files alone is half of a sample's time, which starves a GPU)."""
         if self.cache is not None and index in self.cache:
             return self.cache[index]
         frame = self.readable_frame(index)
