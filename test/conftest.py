@@ -43,3 +43,14 @@ def checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
     meta = {"data": ["redkitchen@0:500"], "git_rev": "abc1234"}
     return save_checkpoint(path, DepthEstimator(cfg.model), cfg, 7, meta)
+
+
+@pytest.fixture(scope="module")
+def context(request):
+    """An rclpy context on the requesting module's own DDS domain (its ``DOMAIN_ID``), shut down after the module."""
+    import rclpy
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=request.module.DOMAIN_ID)
+    yield ctx
+    rclpy.shutdown(context=ctx)

@@ -52,14 +52,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
-@pytest.fixture(scope="module")
-def context() -> Iterator[rclpy.Context]:
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    yield ctx
-    rclpy.shutdown(context=ctx)
-
-
 @pytest.fixture
 def start(context: rclpy.Context, models: dict[str, Path]) -> Iterator[Callable[..., Harness]]:
     harnesses: list[Harness] = []

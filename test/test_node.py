@@ -56,14 +56,6 @@ def estimator(model: Path):
     return load_estimator(str(model), "onnxruntime")
 
 
-@pytest.fixture(scope="module")
-def context() -> Iterator[rclpy.Context]:
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
-    yield ctx
-    rclpy.shutdown(context=ctx)
-
-
 def camera_info(h: int, w: int, stamp: int, f: float = 100.0) -> CameraInfo:
     info = CameraInfo(height=h, width=w, k=[f, 0.0, (w - 1) / 2, 0.0, f, (h - 1) / 2, 0.0, 0.0, 1.0],
                       distortion_model="plumb_bob", d=[0.0] * 5)
