@@ -133,22 +133,20 @@ def link(target: Path, name: Path) -> None:
         name.symlink_to(os.path.relpath(target, name.parent))
 
 
-def finished(checkpoint: Path) -> bool:
-    import torch
-
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    return state["step"] >= state["config"]["train"]["steps"]
-
-
-def deployable(checkpoint: Path, out: Path) -> list[Path]:
-    """A finished run's model, config, step and meta (14 MB); an unfinished one whole, in 15 MB parts, to resume."""
+def deployable(checkpoint: Path, out: Path, budget: float) -> list[Path]:
+    """A finished run's model, config, step and meta (14 MB); an unfinished one whole, in 15 MB parts, to resume;
+    nothing when that does not fit in ``budget`` bytes."""
     import torch
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if state["step"] >= state["config"]["train"]["steps"]:
+        if budget < 14.5e6:
+            return []
         torch.save({k: state[k] for k in ("model", "config", "step", "meta")}, out)
         return [out]
     data, part = checkpoint.read_bytes(), 15 * 2**20
+    if len(data) >= budget:
+        return []
     paths = [out.with_name(f"{out.name}.part{i // part}") for i in range(0, len(data), part)]
     for path, i in zip(paths, range(0, len(data), part)):
         path.write_bytes(data[i:i + part])
@@ -283,10 +281,9 @@ def package(args, results: Path, ship_steps: int) -> None:
         checkpoint, budget = run / "checkpoint.pt", 60e6 - sum(p.stat().st_size for p in args.out.iterdir())
         if not checkpoint.exists() or (args.out / name).exists():
             continue
-        size = 14.5e6 if finished(checkpoint) else checkpoint.stat().st_size
-        if size < budget:
-            paths = deployable(checkpoint, args.out / name)
-            print(f"[{elapsed():5.0f}s] packed {', '.join(p.name for p in paths)}", flush=True)
+        paths = deployable(checkpoint, args.out / name, budget)
+        print(f"[{elapsed():5.0f}s] packed {', '.join(p.name for p in paths) or f'nothing of {run} (no room)'}",
+              flush=True)
 
 
 if __name__ == "__main__":
