@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from depth_node_training.confidence import Calibration, calibration_path, fit_logistic
+from depth_node_training.confidence import CANDIDATES, Calibration, calibrate, calibration_path, fit_logistic
 from depth_node_training.export import export_onnx
 from depth_node_training.sparsification import FRACTIONS, mean_curves, reliability, reliability_counts, sparsification
 
@@ -122,6 +122,22 @@ def test_evaluate_confidence_writes_curves_and_plot(calibrated: Path, redkitchen
     assert c["curve"][0]["abs_rel"] == pytest.approx(c["abs_rel_all"])
     assert out.with_suffix(".sparsification.png").stat().st_size > 1000
     assert "AURG" in run.stdout
+
+
+def test_calibrate_chooses_the_signal_set_on_held_out_frames_or_takes_the_given_one(redkitchen: Path,
+                                                                                    tmp_path: Path) -> None:
+    from test_confidence_node import tiny_checkpoint
+
+    checkpoint = tiny_checkpoint(tmp_path, calibrated=False)
+    data, held_out = f"{redkitchen}@0:8", f"{redkitchen}@420:422"
+    chosen, scores = calibrate(checkpoint, data, pixels_per_frame=2000, select=held_out)
+    assert set(scores) == {"+".join(c) for c in CANDIDATES}
+    assert "+".join(chosen.features) == max(scores, key=scores.get) and chosen.selected_on == held_out
+    own, own_scores = calibrate(checkpoint, data, pixels_per_frame=2000)
+    assert own.selected_on == data and own_scores != scores  # ranked on other frames, other figures
+    given, given_scores = calibrate(checkpoint, data, pixels_per_frame=2000, select=held_out, features=("edge",))
+    assert given.features == ("edge",) and given.selected_on == "given" and set(given_scores) == {"edge"}
+    assert Calibration.from_json(given.to_json()) == given
 
 
 def test_calibrate_cli_fits_on_real_frames_and_export_bakes_it_in(redkitchen: Path, tmp_path: Path) -> None:

@@ -54,6 +54,7 @@ class Calibration:
     threshold: float
     data: str = ""  # what it was fitted on
     pixels: int = 0
+    selected_on: str = ""  # the frames whose ranking chose the signal set ("given" when fixed by the user)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -65,7 +66,8 @@ class Calibration:
         if unknown or len(d["features"]) != len(d["weights"]):
             raise ValueError(f"confidence calibration: unknown features {unknown} or not one weight per feature")
         return Calibration(tuple(d["features"]), tuple(float(w) for w in d["weights"]), float(d["bias"]),
-                           float(d["threshold"]), str(d.get("data", "")), int(d.get("pixels", 0)))
+                           float(d["threshold"]), str(d.get("data", "")), int(d.get("pixels", 0)),
+                           str(d.get("selected_on", "")))
 
 
 def calibration_path(checkpoint: Path) -> Path:
@@ -181,36 +183,50 @@ def collect(checkpoint: Path, data: str, pixels_per_frame: int, frames_stride: i
 
 
 def calibrate(checkpoint: Path, data: str, threshold: float = 0.1, pixels_per_frame: int = 20000,
-              frames_stride: int = 4) -> tuple[Calibration, dict[str, float]]:
-    """Fit every candidate signal set; keep the one whose confidence ranks pixels best: the highest mean AURG of AbsRel
-    over the calibration frames (their sampled pixels). Returns it and each candidate's AURG."""
-    from .sparsification import sparsification
-
+              frames_stride: int = 4, select: str | None = None, features: tuple[str, ...] | None = None
+              ) -> tuple[Calibration, dict[str, float]]:
+    """Fit each candidate signal set on ``data`` (training frames) and keep the one whose confidence ranks pixels best:
+    the highest mean AURG of AbsRel over the frames of ``select`` (held-out frames with ground truth: the validation
+    block), or over ``data``'s own frames without it. A set that ranks best on training frames need not on frames the
+    network did not learn: edges win on the former, the HR/LR disagreement on the latter. ``features`` fixes the set
+    instead (one chosen on validation with another model of the same recipe). Returns it and each candidate's AURG."""
+    candidates = [features] if features else CANDIDATES
     logs, pred, gt, frame = collect(checkpoint, data, pixels_per_frame, frames_stride)
+    held_out = collect(checkpoint, select, pixels_per_frame, 1) if select and not features else None
     good = np.abs(pred - gt) / gt < threshold
     scores, fits = {}, {}
-    for names in CANDIDATES:
-        X = np.stack([logs[n] for n in names], 1)
-        weights, bias = fit_logistic(X, good)
-        conf = 1.0 / (1.0 + np.exp(-(X @ weights + bias)))
-        aurg = [sparsification(pred[frame == f], gt[frame == f], conf[frame == f])["abs_rel"]["aurg"]
-                for f in np.unique(frame)]
-        scores["+".join(names)] = float(np.mean(aurg))
+    for names in candidates:
+        weights, bias = fit_logistic(np.stack([logs[n] for n in names], 1), good)
+        scores["+".join(names)] = ranking_score(names, weights, bias, *(held_out or (logs, pred, gt, frame)))
         fits["+".join(names)] = (names, weights, bias)
     best = max(scores, key=scores.get)
     names, weights, bias = fits[best]
-    return Calibration(tuple(names), tuple(float(w) for w in weights), bias, threshold, data, int(good.size)), scores
+    selected_on = "given" if features else (select or data)
+    return (Calibration(tuple(names), tuple(float(w) for w in weights), bias, threshold, data, int(good.size),
+                        selected_on), scores)
+
+
+def ranking_score(names: tuple[str, ...], weights: np.ndarray, bias: float, logs: dict[str, np.ndarray],
+                  pred: np.ndarray, gt: np.ndarray, frame: np.ndarray) -> float:
+    """Mean over frames of the AURG of AbsRel of a fitted confidence on sampled pixels."""
+    from .sparsification import sparsification
+
+    conf = 1.0 / (1.0 + np.exp(-(np.stack([logs[n] for n in names], 1) @ weights + bias)))
+    return float(np.mean([sparsification(pred[frame == f], gt[frame == f], conf[frame == f])["abs_rel"]["aurg"]
+                          for f in np.unique(frame)]))
 
 
 def _run(args: argparse.Namespace) -> None:
     from .export import default_checkpoint
 
     checkpoint = Path(args.model) if args.model else default_checkpoint()
-    calibration, scores = calibrate(checkpoint, args.data, args.threshold, args.pixels, args.stride)
+    features = tuple(args.features.split("+")) if args.features else None
+    calibration, scores = calibrate(checkpoint, args.data, args.threshold, args.pixels, args.stride, args.select,
+                                    features)
     out = Path(args.out) if args.out else calibration_path(checkpoint)
     out.write_text(calibration.to_json() + "\n")
     for name, score in scores.items():
-        print(f"  {name}: AURG of AbsRel {score:.4f}")
+        print(f"  {name}: AURG of AbsRel {score:.4f} on {args.select if args.select and not features else args.data}")
     print(f"wrote {out}: {'+'.join(calibration.features)}, weights {calibration.weights}, bias {calibration.bias:.3f} "
           f"(confidence = P(relative error < {calibration.threshold:g})); re-export the model to use it")
 
@@ -219,6 +235,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("calibrate-confidence", help="fit the confidence calibration of a checkpoint")
     p.add_argument("--model", help="checkpoint (.pt); default: the packaged default model")
     p.add_argument("--data", required=True, help="frames with HR ground truth, PATH@START:STOP (training frames)")
+    p.add_argument("--select", help="held-out frames with HR ground truth, PATH@START:STOP, on which the signal set "
+                   "is chosen (the validation block); default: the calibration frames themselves")
+    p.add_argument("--features", choices=["+".join(c) for c in CANDIDATES],
+                   help="use this signal set (chosen on validation with another model of the same recipe)")
     p.add_argument("--threshold", type=float, default=0.1, help="confidence = P(|D - D_gt| / D_gt < THRESHOLD)")
     p.add_argument("--pixels", type=int, default=20000, help="pixels sampled per frame")
     p.add_argument("--stride", type=int, default=4, help="use every STRIDE-th frame")
