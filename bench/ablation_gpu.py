@@ -165,8 +165,9 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=480, help="seconds from start after which no run goes on")
     parser.add_argument("--set", nargs="*", default=[], help="overrides for every run (e.g. a short smoke test)")
     parser.add_argument("--tables-only", nargs="+", metavar="ROW", choices=ROWS,
-                        help="after an earlier run chose the recipe: only train and test these x4 rows (default "
-                             "recipe), e.g. when the lease ran out before stage B")
+                        help="after an earlier run chose the recipe: only train and test these rows at --factor "
+                             "(default recipe), e.g. when the lease ran out before stage B; also runs on a CPU "
+                             "(--parallel 2 on two cores)")
     parser.add_argument("--factor", type=int, choices=(4, 8), default=4, help="the factor of --tables-only")
     args = parser.parse_args()
     COMMON.extend(args.set)
