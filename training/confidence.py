@@ -187,9 +187,10 @@ def calibrate(checkpoint: Path, data: str, threshold: float = 0.1, pixels_per_fr
               ) -> tuple[Calibration, dict[str, float]]:
     """Fit each candidate signal set on ``data`` (training frames) and keep the one whose confidence ranks pixels best:
     the highest mean AURG of AbsRel over the frames of ``select`` (held-out frames with ground truth: the validation
-    block), or over ``data``'s own frames without it. A set that ranks best on training frames need not on frames the
-    network did not learn: edges win on the former, the HR/LR disagreement on the latter. ``features`` fixes the set
-    instead (one chosen on validation with another model of the same recipe). Returns it and each candidate's AURG."""
+    block), or over ``data``'s own frames without it. Which set ranks best depends on the frames (for our recipe: both
+    on the training and test frames, disagreement alone on validation; docs/method.md, Confidence). ``features``
+    fixes the set instead (e.g. one chosen with another model of the same recipe). Returns it and each candidate's
+    AURG."""
     candidates = [features] if features else CANDIDATES
     logs, pred, gt, frame = collect(checkpoint, data, pixels_per_frame, frames_stride)
     held_out = collect(checkpoint, select, pixels_per_frame, 1) if select and not features else None
