@@ -188,7 +188,8 @@ def calibrate(checkpoint: Path, data: str, threshold: float = 0.1, pixels_per_fr
     """Fit each candidate signal set on ``data`` (training frames) and keep the one whose confidence ranks pixels best:
     the highest mean AURG of AbsRel over the frames of ``select`` (held-out frames with ground truth: the validation
     block), or over ``data``'s own frames without it. Which set ranks best depends on the frames (for our recipe: both
-    on the training and test frames, disagreement alone on validation; docs/method.md, Confidence). ``features``
+    on the training frames and, against disagreement alone, on the test frames; disagreement alone on validation;
+    docs/method.md, Confidence). ``features``
     fixes the set instead (e.g. one chosen with another model of the same recipe). Returns it and each candidate's
     AURG."""
     candidates = [features] if features else CANDIDATES
