@@ -145,14 +145,12 @@ def fit_logistic(features: np.ndarray, target: np.ndarray, iterations: int = 25,
     return beta[:-1], float(beta[-1])
 
 
-def collect(checkpoint: Path, data: str, pixels_per_frame: int, frames_stride: int, seed: int = 0
+def collect(net: nn.Module, cfg, data: str, pixels_per_frame: int, frames_stride: int, seed: int = 0
             ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """Per-pixel log signals, prediction, ground truth and frame index, sampled from frames with HR ground truth."""
-    from .checkpoint import load_model
     from .datasets import open_frames
     from .export import DeployModel
 
-    net, cfg, _ = load_model(checkpoint, "cpu")
     deploy = DeployModel(net, cfg.model.mean, cfg.model.std).eval()
     frames = open_frames(data)
     rng = np.random.default_rng(seed)
@@ -189,12 +187,14 @@ def calibrate(checkpoint: Path, data: str, threshold: float = 0.1, pixels_per_fr
     the highest mean AURG of AbsRel over the frames of ``select`` (held-out frames with ground truth: the validation
     block), or over ``data``'s own frames without it. Which set ranks best depends on the frames (for our recipe: both
     on the training frames and, against disagreement alone, on the test frames; disagreement alone on validation;
-    docs/method.md, Confidence). ``features``
-    fixes the set instead (e.g. one chosen with another model of the same recipe). Returns it and each candidate's
-    AURG."""
+    docs/method.md, Confidence). ``features`` fixes the set instead (e.g. one chosen with another model of the same
+    recipe); it is still scored. Returns the calibration and each candidate's AURG."""
+    from .checkpoint import load_model
+
+    net, cfg, _ = load_model(checkpoint, "cpu")
     candidates = [features] if features else CANDIDATES
-    logs, pred, gt, frame = collect(checkpoint, data, pixels_per_frame, frames_stride)
-    held_out = collect(checkpoint, select, pixels_per_frame, 1) if select and not features else None
+    logs, pred, gt, frame = collect(net, cfg, data, pixels_per_frame, frames_stride)
+    held_out = collect(net, cfg, select, pixels_per_frame, 1) if select else None
     good = np.abs(pred - gt) / gt < threshold
     scores, fits = {}, {}
     for names in candidates:
@@ -228,7 +228,7 @@ def _run(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else calibration_path(checkpoint)
     out.write_text(calibration.to_json() + "\n")
     for name, score in scores.items():
-        print(f"  {name}: AURG of AbsRel {score:.4f} on {args.select if args.select and not features else args.data}")
+        print(f"  {name}: AURG of AbsRel {score:.4f} on {args.select or args.data}")
     print(f"wrote {out}: {'+'.join(calibration.features)}, weights {calibration.weights}, bias {calibration.bias:.3f} "
           f"(confidence = P(relative error < {calibration.threshold:g})); re-export the model to use it")
 
@@ -238,7 +238,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="checkpoint (.pt); default: the packaged default model")
     p.add_argument("--data", required=True, help="frames with HR ground truth, PATH@START:STOP (training frames)")
     p.add_argument("--select", help="held-out frames with HR ground truth, PATH@START:STOP, on which the signal set "
-                   "is chosen (the validation block); default: the calibration frames themselves")
+                   "is chosen and scored (the validation block); default: the calibration frames themselves")
     p.add_argument("--features", choices=["+".join(c) for c in CANDIDATES],
                    help="use this signal set (chosen on validation with another model of the same recipe)")
     p.add_argument("--threshold", type=float, default=0.1, help="confidence = P(|D - D_gt| / D_gt < THRESHOLD)")
