@@ -59,7 +59,7 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1500
+    steps: int = 1000  # the validated budget (docs/method.md, "Budget")
     batch_size: int = 4
     lr: float = 5e-4
     encoder_lr_scale: float = 0.5  # pretrained encoder learns slower than the fresh decoder
