@@ -36,7 +36,7 @@ def main() -> None:
 
     fig, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(11, 4))
     budgets, means = [], []
-    for spec in args.rows:
+    for i, spec in enumerate(args.rows):
         name, _, steps = spec.partition("=")
         runs = sorted((args.out / name).glob("seed*"))
         scores = []
@@ -46,14 +46,14 @@ def main() -> None:
                 smooth = np.convolve([float(r["l_hr"]) for r in log], np.ones(5) / 5, mode="valid")
                 loss_ax.plot([int(r["step"]) for r in log][4:], smooth, alpha=0.6,
                              label=f"{name} ({steps} steps)" if run == runs[0] else None,
-                             color=f"C{args.rows.index(spec)}")
+                             color=f"C{i}")
             evaluation = run / f"eval_{args.split}.csv"
             if evaluation.exists():
                 scores.append(np.mean([float(r["abs_rel"]) for r in read_csv(evaluation)]))
         if not scores:
             print(f"{name}: no {args.split} evaluation in {args.out / name}, left out")
             continue
-        val_ax.scatter([int(steps)] * len(scores), scores, color=f"C{args.rows.index(spec)}", alpha=0.6)
+        val_ax.scatter([int(steps)] * len(scores), scores, color=f"C{i}", alpha=0.6)
         budgets.append(int(steps))
         means.append(float(np.mean(scores)))
     if not budgets:
