@@ -12,12 +12,14 @@ import cv2
 import numpy as np
 import pytest
 from bag_fixtures import DEPTH_K, PERIOD_NS, REAL_BAG, START_NS, Rig, color_image, depth_image, write_bag
+from depth_node_training.datasets import open_frames
 from depth_node_training.frames import split_by_time
 from depth_node_training.logs import extract as extract_module
 from depth_node_training.logs.bag_reader import BagError, decode_depth, open_bag
 from depth_node_training.logs.extract import extract, extract_cached
 from depth_node_training.logs.extracted_set import ExtractedSet, is_extracted_set
 from depth_node_training.logs.pairing import pair_nearest
+from depth_node_training.skipped import skipped_of
 
 
 def cli(*argv: str) -> None:
@@ -125,6 +127,10 @@ def test_dropped_late_and_corrupt_messages_are_counted(tmp_path, caplog):
     decode = [w for w in warnings if "color decode error" in w]  # one warning per reason, naming the frames
     assert decode == [f"{bag}: skipped 2 frames: color decode error (000005: color 'bgr8; jpeg compressed bgr8': not "
                       f"a decodable JPEG/PNG (25 bytes), 000008: corrupt message)"]
+    # opened again later (a cached extraction), the set still counts what extraction left out, per block
+    reasons = "not extracted (2 color decode error, 1 no color camera_info, 2 no depth within tolerance in summary.json)"
+    assert ExtractedSet(tmp_path / "out").skipped.as_dict() == {reasons: 5}
+    assert skipped_of(open_frames(f"{tmp_path / 'out'}@0:5")).as_dict() == {reasons: 1}  # frame 2
 
 
 def test_mono16_depth_is_millimetres_said_once(tmp_path, caplog):
@@ -264,6 +270,8 @@ def test_real_bag_pairs_584_of_600(real_extract):
     assert summary["bags"][0]["registration"] == "pass-through"  # co-located sensors, K scaled by 1/4
     names = {row["name"] for row in index_rows(out)}
     assert {f"{k:06d}" for k in range(600)} - names == {f"{k:06d}" for k in range(600) if k % 37 == 36}
+    assert skipped_of(open_frames(f"{out}@0:120")).lines() == [
+        "skipped 3 frames: no depth within tolerance (000036, 000073, 000110)"]
 
 
 def test_real_bag_extracted_depth_equals_bag_depth(real_extract):

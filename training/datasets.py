@@ -176,13 +176,13 @@ def open_frames(spec: str, cfg: Config | None = None, intrinsics: tuple[float, f
     path = Path(match.group(1) if match else spec)
     if not path.exists():
         raise FileNotFoundError(f"data path {path} does not exist")
+    from .logs.extracted_set import ExtractedSet
+
     if is_bag(path):
         from .logs.extract import extract_cached
 
-        source = open_frames(str(extract_cached([str(path)], cache_root or Path.home() / ".cache" / "depth_node")))
+        source = ExtractedSet(extract_cached([str(path)], cache_root or Path.home() / ".cache" / "depth_node"))
     elif (path / "index.csv").exists():
-        from .logs.extracted_set import ExtractedSet
-
         source = ExtractedSet(path)
     elif (path / "rgb.txt").exists():
         source = TumRgbd(path, intrinsics)

@@ -55,9 +55,13 @@ class ExtractedSet(LeavesOut):
             missing = set(INDEX_COLUMNS) - set(reader.fieldnames or [])
             if missing:
                 raise ValueError(f"{self.path / 'index.csv'}: no column(s) {sorted(missing)}")
-            rows = [row for row in reader if row.get("depth_lr")]
+            rows = list(reader)
         kept = []
+        self._leave_out_unextracted({int(row["name"]) for row in rows})
         for row in rows:
+            if not row.get("depth_lr"):
+                self.leave_out(int(row["name"]), "no LR depth", row["name"])
+                continue
             missing = [c for c in ("color", "depth_lr", "depth_hr") if row[c] and not (self.path / row[c]).is_file()]
             if missing:
                 self.leave_out(int(row["name"]), f"missing {missing[0]} file", row[missing[0]])
@@ -68,6 +72,19 @@ class ExtractedSet(LeavesOut):
                                     if self.skipped else f"{self.path}: index.csv lists no frame")
         self.rows = sorted(kept, key=lambda row: int(row["stamp_ns"]))
         self.color_numbers = [int(row["name"]) for row in self.rows]  # position in the color stream
+
+    def _leave_out_unextracted(self, listed: set[int]) -> None:
+        """Count the color frames extraction did not write (no depth within tolerance, decode errors: its
+        summary.json says how many for what reason), so a cached set reports them as the extraction did."""
+        try:
+            summary = json.loads((self.path / "summary.json").read_text())
+            total, reasons = int(summary["color_frames"]), dict(summary["skipped"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # a set copied without its summary: nothing to compare with
+        reason = next(iter(reasons)) if len(reasons) == 1 else (
+            "not extracted (" + ", ".join(f"{n} {r}" for r, n in reasons.items()) + " in summary.json)")
+        for number in sorted(set(range(total)) - listed):
+            self.leave_out(number, reason, f"{number:06d}")
 
     def __len__(self) -> int:
         return len(self.rows)
