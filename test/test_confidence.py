@@ -153,3 +153,28 @@ def test_calibrate_cli_fits_on_real_frames_and_export_bakes_it_in(redkitchen: Pa
     assert np.isfinite([*calibration.weights, calibration.bias]).all()
     meta = {p.key: p.value for p in onnx.load(str(export_onnx(str(checkpoint), tmp_path / "m.onnx"))).metadata_props}
     assert Calibration.from_json(meta["confidence"]) == calibration
+
+
+def test_calibrate_on_a_robot_log_uses_its_lr_depth_as_the_dataset_uses_down_hr(redkitchen: Path,
+                                                                                redkitchen_bag: Path,
+                                                                                tmp_path: Path) -> None:
+    from depth_node_training.checkpoint import load_model
+    from depth_node_training.confidence import collect
+    from test_confidence_node import tiny_checkpoint
+
+    checkpoint = tiny_checkpoint(tmp_path, calibrated=False)
+    net, cfg, _ = load_model(checkpoint, "cpu")
+    from_log = collect(net, cfg, f"{redkitchen_bag}@0:4", 500, 2)
+    from_dataset = collect(net, cfg, f"{redkitchen}@0:4", 500, 2, reference="lr")
+    assert from_log.reference == from_dataset.reference == "lr"  # the log has no HR ground truth
+    assert from_log.pred.size == from_dataset.pred.size == 1000  # 2 frames, 500 of the 160x120 footprints each
+    # the logged ToF is down(HR) in millimetres, and the same footprints are drawn: the same samples
+    np.testing.assert_allclose(from_log.ref, from_dataset.ref, atol=1e-3)
+    np.testing.assert_allclose(from_log.pred, from_dataset.pred, rtol=1e-4)
+    for name in from_log.logs:
+        np.testing.assert_allclose(from_log.logs[name], from_dataset.logs[name], atol=1e-3)
+    calibration, _ = calibrate(checkpoint, f"{redkitchen_bag}@0:8", pixels_per_frame=500)
+    assert calibration.reference == "lr" and calibration.pixels == 1000
+    assert "LR depth" in calibration.meaning() and Calibration.from_json(calibration.to_json()) == calibration
+    with pytest.raises(ValueError, match="reference 'sensor'"):
+        Calibration.from_json(json.dumps({**json.loads(calibration.to_json()), "reference": "sensor"}))

@@ -15,9 +15,12 @@ on training frames and worse than random on held-out ones), the signed disagreem
 image texture and distance to the image border.
 
 Calibration (``depth-train calibrate-confidence``): a logistic regression on the log of the chosen signals, fitted on
-training frames with ground truth, so that ``confidence = P(|D - D_gt| / D_gt < threshold)`` on data like the
-calibration data. It is stored as JSON beside the checkpoint (``model.confidence.json`` for ``model.pt``) and baked
-into the exported graph and its metadata by ``depth-train export``.
+training frames, so that the confidence estimates the probability of a relative error below ``threshold`` on data
+like the calibration data. Against HR ground truth where the frames have it (a dataset: ``reference`` "hr", per
+input pixel), else against the LR supervision on the LR depth's grid (a robot log, which has no HR ground truth:
+"lr", per LR-sensor footprint; on our data both rank the held-out frames alike, docs/method.md, Confidence). It is
+stored as JSON beside the checkpoint (``model.confidence.json`` for ``model.pt``) and baked into the exported graph and
+its metadata by ``depth-train export``.
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ from torch import nn
 from tqdm import tqdm
 
 from .reduce import area_mean, lr_size
-from .skipped import Skipped, scorable_frames
+from .skipped import FrameError, Skipped, scorable_frames
 
 FEATURES = ("disagreement", "edge")
 EPS = 1e-4  # log floor of a signal: 0.01% relative difference counts as none
 WINDOW = 17  # input pixels; 5 and 9 ranked worse on the calibration frames, 33 no better
 CANDIDATES = (("disagreement",), ("edge",), ("disagreement", "edge"))
+REFERENCES = ("hr", "lr")  # what the calibration compares the prediction with (module docstring)
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +59,7 @@ class Calibration:
     data: str = ""  # what it was fitted on
     pixels: int = 0
     selected_on: str = ""  # the frames whose ranking chose the signal set ("given" when fixed by the user)
+    reference: str = "hr"  # "hr": P(|D - D_gt| / D_gt < threshold) per pixel; "lr": the same per LR-sensor footprint
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -65,9 +70,17 @@ class Calibration:
         unknown = [f for f in d["features"] if f not in FEATURES]
         if unknown or len(d["features"]) != len(d["weights"]):
             raise ValueError(f"confidence calibration: unknown features {unknown} or not one weight per feature")
+        if d.get("reference", "hr") not in REFERENCES:
+            raise ValueError(f"confidence calibration: reference {d['reference']!r} is not one of {REFERENCES}")
         return Calibration(tuple(d["features"]), tuple(float(w) for w in d["weights"]), float(d["bias"]),
                            float(d["threshold"]), str(d.get("data", "")), int(d.get("pixels", 0)),
-                           str(d.get("selected_on", "")))
+                           str(d.get("selected_on", "")), str(d.get("reference", "hr")))
+
+    def meaning(self) -> str:
+        """What a confidence value estimates, in words (export metadata, CLI)."""
+        error = ("|depth - true| / true" if self.reference == "hr"
+                 else "|down(depth) - LR depth| / LR depth over an LR-sensor footprint")
+        return f"P({error} < {self.threshold:g}) as calibrated on {self.data}"
 
 
 def calibration_path(checkpoint: Path) -> Path:
@@ -96,8 +109,9 @@ def signals(net: nn.Module, x: torch.Tensor, depth: torch.Tensor, factor: float)
     return {"disagreement": torch.log(window_mean((log_hr - log_lr).abs(), k) + EPS), "edge": torch.log(edge + EPS)}
 
 
-def upsample(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(t, size=like.shape[-2:], mode="bilinear", align_corners=False)
+def resize(t: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """Bilinear, as the exported graph upsamples the logit (the identity at the same size)."""
+    return F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 class ConfidenceHead(nn.Module):
@@ -115,7 +129,7 @@ class ConfidenceHead(nn.Module):
         c = self.calibration
         s = signals(net, x, depth, self.factor)
         logit = c.bias + sum(w * s[name] for name, w in zip(c.features, c.weights))
-        return torch.sigmoid(upsample(logit, depth))
+        return torch.sigmoid(resize(logit, depth.shape[-2:]))
 
 
 def window_max(t: torch.Tensor, k: int = WINDOW) -> torch.Tensor:
@@ -145,77 +159,106 @@ def fit_logistic(features: np.ndarray, target: np.ndarray, iterations: int = 25,
     return beta[:-1], float(beta[-1])
 
 
-def collect(net: nn.Module, cfg, data: str, pixels_per_frame: int, frames_stride: int, seed: int = 0
-            ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-    """Per-pixel log signals, prediction, ground truth and frame index, sampled from frames with HR ground truth."""
+@dataclass
+class Samples:
+    """Pixels sampled for calibration: log signals, prediction, reference depth and frame index, one entry each."""
+
+    logs: dict[str, np.ndarray]
+    pred: np.ndarray
+    ref: np.ndarray
+    frame: np.ndarray
+    reference: str
+
+
+def reference_of(frames) -> str:
+    """"hr" when the frames carry HR ground truth (a dataset), else "lr" (a robot log: LR sensor depth only)."""
+    for i in range(len(frames)):
+        try:
+            return "hr" if frames[i].depth_hr is not None else "lr"
+        except FrameError:
+            continue
+    return "hr"
+
+
+def collect(net: nn.Module, cfg, data: str, pixels_per_frame: int, frames_stride: int, reference: str | None = None,
+            seed: int = 0) -> Samples:
+    """Pixels sampled from ``data``'s frames: against HR ground truth at the input's pixels (``reference`` "hr"), or
+    against the LR supervision (logged sensor depth, else down(HR)) on its grid, the prediction area-averaged over each
+    footprint ("lr"); None: "hr" when the frames have HR ground truth."""
     from .datasets import open_frames
     from .export import DeployModel
+    from .training_pairs import lr_supervision
 
     deploy = DeployModel(net, cfg.model.mean, cfg.model.std).eval()
-    frames = open_frames(data)
+    frames = open_frames(data, cfg)
+    reference = reference or reference_of(frames)
     rng = np.random.default_rng(seed)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in FEATURES}
-    preds, gts, index = [], [], []
+    preds, refs, index = [], [], []
     skipped = Skipped()
     indices = tqdm(range(0, len(frames), frames_stride), desc="calibrate-confidence", dynamic_ncols=True)
-    for i, frame in scorable_frames(frames, indices, skipped):
+    for i, frame in scorable_frames(frames, indices, skipped, need_hr=reference == "hr"):
         image = torch.from_numpy(frame.color).permute(2, 0, 1)[None].float()
+        ref = frame.depth_hr if reference == "hr" else lr_supervision(frame, cfg.data)
         with torch.no_grad():
             x = image * deploy.scale + deploy.shift
             depth = net(x)
-            s = {name: upsample(t, depth) for name, t in signals(net, x, depth, cfg.model.factor).items()}
-        gt = frame.depth_hr
-        valid = np.flatnonzero(np.isfinite(gt) & (gt >= cfg.data.min_depth) & (gt <= cfg.data.max_depth))
+            s = signals(net, x, depth, cfg.model.factor)
+            pred = resize(depth, ref.shape) if reference == "hr" else area_mean(depth, ref.shape)
+            s = {name: resize(t, ref.shape) for name, t in s.items()}
+        valid = np.flatnonzero(np.isfinite(ref) & (ref >= cfg.data.min_depth) & (ref <= cfg.data.max_depth))
         pick = rng.choice(valid, min(pixels_per_frame, valid.size), replace=False)
-        preds.append(depth[0, 0].numpy().ravel()[pick])
-        gts.append(gt.ravel()[pick])
+        preds.append(pred[0, 0].numpy().ravel()[pick])
+        refs.append(ref.ravel()[pick])
         for name in FEATURES:
             columns[name].append(s[name][0, 0].numpy().ravel()[pick])
         index.append(np.full(pick.size, i))
     skipped.warn(log, "calibrate-confidence")
     if not preds:
-        raise ValueError(f"{data}: no frame with HR ground truth to calibrate confidence on "
+        depth_kind = "HR ground truth" if reference == "hr" else "LR depth"
+        raise ValueError(f"{data}: no frame with {depth_kind} to calibrate confidence on "
                          f"({'; '.join(skipped.lines()) or 'no frames'})")
-    return ({k: np.concatenate(v) for k, v in columns.items()}, np.concatenate(preds), np.concatenate(gts),
-            np.concatenate(index))
+    return Samples({k: np.concatenate(v) for k, v in columns.items()}, np.concatenate(preds), np.concatenate(refs),
+                   np.concatenate(index), reference)
 
 
 def calibrate(checkpoint: Path, data: str, threshold: float = 0.1, pixels_per_frame: int = 20000,
-              frames_stride: int = 4, select: str | None = None, features: tuple[str, ...] | None = None
-              ) -> tuple[Calibration, dict[str, float]]:
+              frames_stride: int = 4, select: str | None = None, features: tuple[str, ...] | None = None,
+              reference: str | None = None) -> tuple[Calibration, dict[str, float]]:
     """Fit each candidate signal set on ``data`` (training frames) and keep the one whose confidence ranks pixels best:
     the highest mean AURG of AbsRel over the frames of ``select`` (held-out frames with ground truth: the validation
     block), or over ``data``'s own frames without it. Which set ranks best depends on the frames (for our recipe: both
     on the training frames and, against disagreement alone, on the test frames; disagreement alone on validation;
     docs/method.md, Confidence). ``features`` fixes the set instead (e.g. one chosen with another model of the same
-    recipe); it is still scored. Returns the calibration and each candidate's AURG."""
+    recipe); it is still scored. ``reference``: see ``collect`` (``select`` is scored against its own frames'
+    reference). Returns the calibration and each candidate's AURG."""
     from .checkpoint import load_model
 
     net, cfg, _ = load_model(checkpoint, "cpu")
     candidates = [features] if features else CANDIDATES
-    logs, pred, gt, frame = collect(net, cfg, data, pixels_per_frame, frames_stride)
-    held_out = collect(net, cfg, select, pixels_per_frame, 1) if select else None
-    good = np.abs(pred - gt) / gt < threshold
+    fit_on = collect(net, cfg, data, pixels_per_frame, frames_stride, reference)
+    scored_on = collect(net, cfg, select, pixels_per_frame, 1) if select else fit_on
+    good = np.abs(fit_on.pred - fit_on.ref) / fit_on.ref < threshold
     scores, fits = {}, {}
     for names in candidates:
-        weights, bias = fit_logistic(np.stack([logs[n] for n in names], 1), good)
-        scores["+".join(names)] = ranking_score(names, weights, bias, *(held_out or (logs, pred, gt, frame)))
+        weights, bias = fit_logistic(np.stack([fit_on.logs[n] for n in names], 1), good)
+        scores["+".join(names)] = ranking_score(names, weights, bias, scored_on)
         fits["+".join(names)] = (names, weights, bias)
     best = max(scores, key=scores.get)
     names, weights, bias = fits[best]
     selected_on = "given" if features else (select or data)
     return (Calibration(tuple(names), tuple(float(w) for w in weights), bias, threshold, data, int(good.size),
-                        selected_on), scores)
+                        selected_on, fit_on.reference), scores)
 
 
-def ranking_score(names: tuple[str, ...], weights: np.ndarray, bias: float, logs: dict[str, np.ndarray],
-                  pred: np.ndarray, gt: np.ndarray, frame: np.ndarray) -> float:
+def ranking_score(names: tuple[str, ...], weights: np.ndarray, bias: float, samples: Samples) -> float:
     """Mean over frames of the AURG of AbsRel of a fitted confidence on sampled pixels."""
     from .sparsification import sparsification
 
-    conf = 1.0 / (1.0 + np.exp(-(np.stack([logs[n] for n in names], 1) @ weights + bias)))
-    return float(np.mean([sparsification(pred[frame == f], gt[frame == f], conf[frame == f])["abs_rel"]["aurg"]
-                          for f in np.unique(frame)]))
+    conf = 1.0 / (1.0 + np.exp(-(np.stack([samples.logs[n] for n in names], 1) @ weights + bias)))
+    per_frame = [samples.frame == f for f in np.unique(samples.frame)]
+    return float(np.mean([sparsification(samples.pred[m], samples.ref[m], conf[m])["abs_rel"]["aurg"]
+                          for m in per_frame]))
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -224,24 +267,27 @@ def _run(args: argparse.Namespace) -> None:
     checkpoint = Path(args.model) if args.model else default_checkpoint()
     features = tuple(args.features.split("+")) if args.features else None
     calibration, scores = calibrate(checkpoint, args.data, args.threshold, args.pixels, args.stride, args.select,
-                                    features)
+                                    features, args.reference)
     out = Path(args.out) if args.out else calibration_path(checkpoint)
     out.write_text(calibration.to_json() + "\n")
     for name, score in scores.items():
         print(f"  {name}: AURG of AbsRel {score:.4f} on {args.select or args.data}")
     print(f"wrote {out}: {'+'.join(calibration.features)}, weights {calibration.weights}, bias {calibration.bias:.3f} "
-          f"(confidence = P(relative error < {calibration.threshold:g})); re-export the model to use it")
+          f"(confidence = {calibration.meaning()}); re-export the model to use it")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("calibrate-confidence", help="fit the confidence calibration of a checkpoint")
     p.add_argument("--model", help="checkpoint (.pt); default: the packaged default model")
-    p.add_argument("--data", required=True, help="frames with HR ground truth, PATH@START:STOP (training frames)")
-    p.add_argument("--select", help="held-out frames with HR ground truth, PATH@START:STOP, on which the signal set "
-                   "is chosen and scored (the validation block); default: the calibration frames themselves")
+    p.add_argument("--data", required=True, help="training frames, PATH@START:STOP: a dataset with HR ground truth or "
+                   "a robot log (rosbag2) with LR depth only")
+    p.add_argument("--select", help="held-out frames, PATH@START:STOP, on which the signal set is chosen and scored "
+                   "(the validation block); default: the calibration frames themselves")
     p.add_argument("--features", choices=["+".join(c) for c in CANDIDATES],
                    help="use this signal set (chosen on validation with another model of the same recipe)")
     p.add_argument("--threshold", type=float, default=0.1, help="confidence = P(|D - D_gt| / D_gt < THRESHOLD)")
+    p.add_argument("--reference", choices=REFERENCES, help="compare with HR ground truth per pixel (hr) or with the LR "
+                   "supervision per LR footprint (lr); default: hr when the frames have HR ground truth, else lr")
     p.add_argument("--pixels", type=int, default=20000, help="pixels sampled per frame")
     p.add_argument("--stride", type=int, default=4, help="use every STRIDE-th frame")
     p.add_argument("--out", help="output JSON (default: MODEL.confidence.json beside the checkpoint)")

@@ -68,8 +68,7 @@ def deployment_metadata(cfg: Config, meta: dict[str, Any], checkpoint: Path, hei
     m = cfg.model
     conf = {} if calibration is None else {
         "confidence": calibration.to_json(),
-        "confidence_output": f"{CONFIDENCE_NAME}: float32 (N,1,H,W) in [0,1], P(|depth - true| / true < "
-                             f"{calibration.threshold:g}) as calibrated on {calibration.data}"}
+        "confidence_output": f"{CONFIDENCE_NAME}: float32 (N,1,H,W) in [0,1], {calibration.meaning()}"}
     return {
         "input_height": str(height),
         "input_width": str(width),

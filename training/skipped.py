@@ -81,17 +81,19 @@ class FrameError(OSError):
         self.reason, self.path = reason, Path(path)
 
 
-def scorable_frames(frames: object, indices: Iterable[int], skipped: Skipped) -> Iterator[tuple[int, object]]:
-    """``(index, frame)`` for the frames at ``indices`` that can be read and have HR ground truth; the others are
-    counted in ``skipped`` by reason (what evaluation and calibration both need)."""
+def scorable_frames(frames: object, indices: Iterable[int], skipped: Skipped, need_hr: bool = True
+                    ) -> Iterator[tuple[int, object]]:
+    """``(index, frame)`` for the frames at ``indices`` that can be read and have HR ground truth (with ``need_hr``
+    False: any depth, LR or HR); the others are counted in ``skipped`` by reason (what evaluation and calibration
+    need)."""
     for i in indices:
         try:
             frame = frames[i]
         except FrameError as err:
             skipped.add(err.reason, err.path.name)
             continue
-        if frame.depth_hr is None:
-            skipped.add("no HR ground truth", frame.name)
+        if frame.depth_hr is None and (need_hr or frame.depth_lr is None):
+            skipped.add("no HR ground truth" if need_hr else "no depth", frame.name)
             continue
         yield i, frame
 
