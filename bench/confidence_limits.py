@@ -1,0 +1,159 @@
+"""What limits the confidence map: how well signals of different reach rank the errors of the same models.
+
+For models of one recipe trained on the same frames (different seeds), on held-out frames with HR ground truth, the
+AbsRel sparsification (``training/sparsification.py``) of each model's depth ranked by:
+
+- ``model``: the model's own calibrated confidence (HR/LR disagreement and depth edges, ``training/confidence.py``);
+- ``ensemble``: the spread (standard deviation of log depth, 17x17-pixel mean) of all the models' HR predictions: a
+  deep ensemble, the usual stronger uncertainty estimate, at N times the inference cost;
+- ``lr_sensor``: the disagreement with the LR depth of the same frame (relative, mean over 3x3 footprints; footprints
+  without a reading get the frame's median): what a robot whose depth sensor runs beside the camera could add.
+  Here the LR depth is down(HR ground truth), so this is an upper bound for a real sensor, whose own errors it lacks;
+- ``oracle_lr``: the true relative error averaged over each LR footprint: the best any signal at the LR sensor's
+  resolution can do; ``oracle``: the true per-pixel error.
+
+Prints a table (change of AbsRel when the 20% least confident pixels are removed, AURG), writes JSON and a PNG:
+
+    OMP_NUM_THREADS=1 python bench/confidence_limits.py --data ../shared/data/redkitchen@500:600 \
+        --models bench/results/recipe_x4/+hr/seed{0,1,2}/checkpoint.pt \
+        --calibrations bench/results/confidence/reference/seed{0,1,2}_hr.confidence.json \
+        --json bench/results/confidence/limits_500_600.json --png docs/images/confidence_limits.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from training.checkpoint import load_model  # noqa: E402
+from training.confidence import Calibration, ConfidenceHead, resize, window_mean  # noqa: E402
+from training.datasets import open_frames  # noqa: E402
+from training.export import DeployModel  # noqa: E402
+from training.reduce import area_mean  # noqa: E402
+from training.skipped import Skipped, scorable_frames  # noqa: E402
+from training.sparsification import FRACTIONS, mean_curves, sparsification  # noqa: E402
+from training.training_pairs import lr_supervision  # noqa: E402
+
+SIGNALS = ("model", "ensemble", "lr_sensor", "oracle_lr")
+LABELS = {"model": "model (its own confidence)", "ensemble": "ensemble (spread of the models)",
+          "lr_sensor": "live LR depth (upper bound)", "oracle_lr": "oracle at LR resolution",
+          "oracle": "oracle (per pixel)"}
+ENSEMBLE_WINDOW = 17  # input pixels, as the model's own signals
+SENSOR_WINDOW = 3  # LR footprints
+AT_20 = int(np.flatnonzero(np.isclose(FRACTIONS, 0.2))[0])
+
+
+def lr_sensor_agreement(depth: torch.Tensor, lr: np.ndarray) -> torch.Tensor:
+    """Minus the mean relative disagreement of ``depth`` (1,1,H,W) with LR depth ``lr`` (h, w; 0 = no reading) over
+    ``SENSOR_WINDOW``^2 footprints, on the LR grid (higher = more confident)."""
+    ref = torch.from_numpy(lr)[None, None]
+    valid = (ref > 0).float()
+    residual = (area_mean(depth, lr.shape) - ref).abs() / ref.clamp(min=1e-3) * valid
+    mean = window_mean(residual, SENSOR_WINDOW) / window_mean(valid, SENSOR_WINDOW).clamp(min=1e-6)
+    seen = window_mean(valid, SENSOR_WINDOW) > 0
+    fill = mean[seen].median() if seen.any() else torch.tensor(0.0)
+    return -torch.where(seen, mean, fill)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="held-out frames with HR ground truth, PATH@START:STOP")
+    p.add_argument("--models", nargs="+", required=True, help="checkpoints of one recipe (seeds)")
+    p.add_argument("--calibrations", nargs="+", required=True, help="each model's confidence calibration JSON")
+    p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--png", type=Path)
+    args = p.parse_args()
+    if len(args.models) != len(args.calibrations):
+        raise SystemExit(f"{len(args.models)} models but {len(args.calibrations)} calibrations: give one each")
+    torch.set_grad_enabled(False)
+
+    models = []
+    for checkpoint, calibration in zip(args.models, args.calibrations):
+        net, cfg, _ = load_model(checkpoint, "cpu")
+        head = ConfidenceHead(Calibration.from_json(Path(calibration).read_text()), cfg.model.factor)
+        models.append(DeployModel(net.eval(), cfg.model.mean, cfg.model.std, confidence=head).eval())
+    frames = open_frames(args.data, cfg)
+    curves: dict[str, list[list[dict]]] = {s: [[] for _ in models] for s in SIGNALS}
+    skipped = Skipped()
+    for _, frame in scorable_frames(frames, tqdm(range(len(frames)), desc="confidence limits"), skipped):
+        image = torch.from_numpy(frame.color).permute(2, 0, 1)[None].float()
+        outputs = [model(image) for model in models]
+        spread = torch.stack([torch.log(depth) for depth, _ in outputs]).std(0)
+        ensemble = -window_mean(spread, ENSEMBLE_WINDOW)
+        lr = lr_supervision(frame, cfg.data)
+        gt = frame.depth_hr
+        valid = np.isfinite(gt) & (gt >= cfg.data.min_depth) & (gt <= cfg.data.max_depth)
+        g = torch.from_numpy(np.where(valid, gt, 1.0))[None, None]
+        scored = torch.from_numpy(valid)[None, None].float()
+        for m, (depth, confidence) in enumerate(outputs):
+            pred = depth.clamp(cfg.data.min_depth, cfg.data.max_depth)
+            error = (pred - g).abs() / g * scored
+            footprint_error = area_mean(error, lr.shape) / area_mean(scored, lr.shape).clamp(min=1e-6)
+            ranked = {"model": confidence, "ensemble": ensemble,
+                      "lr_sensor": resize(lr_sensor_agreement(depth, lr), gt.shape),
+                      "oracle_lr": resize(-footprint_error, gt.shape)}
+            for name, score in ranked.items():
+                curves[name][m].append(sparsification(pred[0, 0].numpy()[valid], gt[valid],
+                                                      score[0, 0].numpy()[valid]))
+    skipped.warn(logging.getLogger("confidence_limits"), "confidence limits")
+    if not curves["model"][0]:
+        raise SystemExit(f"{args.data}: no frame with HR ground truth ({'; '.join(skipped.lines())})")
+
+    results: dict = {"data": args.data, "models": args.models, "calibrations": args.calibrations,
+                     "skipped": skipped.as_dict(), "signals": {}}
+    print(f"{'signal':<10}  {'AbsRel change, 80% kept':<28}  AURG")
+    for name in (*SIGNALS, "oracle"):
+        per_model = []
+        for m in range(len(models)):
+            c = mean_curves(curves["model" if name == "oracle" else name][m])
+            kept = c["curve"][AT_20]["abs_rel_oracle"] if name == "oracle" else c["abs_rel_kept_80"]
+            aurg = float(np.mean([r["abs_rel_random"] - r["abs_rel_oracle"] for r in c["curve"]])) \
+                if name == "oracle" else c["aurg"]
+            per_model.append({"abs_rel_all": c["abs_rel_all"], "abs_rel_kept_80": kept,
+                              "change_kept_80": kept / c["abs_rel_all"] - 1, "aurg": aurg,
+                              "curve": [r["abs_rel_oracle" if name == "oracle" else "abs_rel"] for r in c["curve"]]})
+        results["signals"][name] = per_model
+        changes = " / ".join(f"{r['change_kept_80']:+.1%}" for r in per_model)
+        aurgs = " / ".join(f"{r['aurg']:.4f}" for r in per_model)
+        print(f"{name:<10}  {changes:<28}  {aurgs}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.json}")
+    if args.png:
+        plot(results, args.png)
+        print(f"wrote {args.png}")
+
+
+def plot(results: dict, path: Path) -> None:
+    """AbsRel of the kept pixels against the fraction removed, each signal averaged over the models."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name, rows in results["signals"].items():
+        ax.plot(FRACTIONS, np.mean([r["curve"] for r in rows], 0), label=LABELS[name],
+                linestyle="--" if name.startswith("oracle") else "-")
+    ax.axhline(np.mean([r["abs_rel_all"] for r in results["signals"]["model"]]), color="gray", linestyle=":",
+               label="random")
+    ax.set_xlabel("fraction of pixels removed (least confident first)")
+    ax.set_ylabel("AbsRel of the remaining pixels")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"{len(results['models'])} models, {results['data'].split('/')[-1]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
