@@ -176,5 +176,7 @@ def test_calibrate_on_a_robot_log_uses_its_lr_depth_as_the_dataset_uses_down_hr(
     calibration, _ = calibrate(checkpoint, f"{redkitchen_bag}@0:8", pixels_per_frame=500)
     assert calibration.reference == "lr" and calibration.pixels == 1000
     assert "LR depth" in calibration.meaning() and Calibration.from_json(calibration.to_json()) == calibration
+    with pytest.raises(ValueError, match=r"@700:800: no frame with depth to calibrate confidence on \(no frames\)"):
+        calibrate(checkpoint, f"{redkitchen_bag}@700:800")
     with pytest.raises(ValueError, match="reference 'sensor'"):
         Calibration.from_json(json.dumps({**json.loads(calibration.to_json()), "reference": "sensor"}))

@@ -170,14 +170,15 @@ class Samples:
     reference: str
 
 
-def reference_of(frames) -> str:
-    """"hr" when the frames carry HR ground truth (a dataset), else "lr" (a robot log: LR sensor depth only)."""
+def reference_of(frames) -> str | None:
+    """"hr" when the frames carry HR ground truth (a dataset), else "lr" (a robot log: LR sensor depth only); None
+    when no frame can be read."""
     for i in range(len(frames)):
         try:
             return "hr" if frames[i].depth_hr is not None else "lr"
         except FrameError:
             continue
-    return "hr"
+    return None
 
 
 def collect(net: nn.Module, cfg, data: str, pixels_per_frame: int, frames_stride: int, reference: str | None = None,
@@ -191,7 +192,8 @@ def collect(net: nn.Module, cfg, data: str, pixels_per_frame: int, frames_stride
 
     deploy = DeployModel(net, cfg.model.mean, cfg.model.std).eval()
     frames = open_frames(data, cfg)
-    reference = reference or reference_of(frames)
+    wanted = {"hr": "HR ground truth", "lr": "LR depth"}.get(reference or reference_of(frames), "depth")
+    reference = reference or reference_of(frames) or "hr"
     rng = np.random.default_rng(seed)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in FEATURES}
     preds, refs, index = [], [], []
@@ -215,8 +217,7 @@ def collect(net: nn.Module, cfg, data: str, pixels_per_frame: int, frames_stride
         index.append(np.full(pick.size, i))
     skipped.warn(log, "calibrate-confidence")
     if not preds:
-        depth_kind = "HR ground truth" if reference == "hr" else "LR depth"
-        raise ValueError(f"{data}: no frame with {depth_kind} to calibrate confidence on "
+        raise ValueError(f"{data}: no frame with {wanted} to calibrate confidence on "
                          f"({'; '.join(skipped.lines()) or 'no frames'})")
     return Samples({k: np.concatenate(v) for k, v in columns.items()}, np.concatenate(preds), np.concatenate(refs),
                    np.concatenate(index), reference)
