@@ -192,8 +192,9 @@ def collect(net: nn.Module, cfg, data: str, pixels_per_frame: int, frames_stride
 
     deploy = DeployModel(net, cfg.model.mean, cfg.model.std).eval()
     frames = open_frames(data, cfg)
-    wanted = {"hr": "HR ground truth", "lr": "LR depth"}.get(reference or reference_of(frames), "depth")
-    reference = reference or reference_of(frames) or "hr"
+    reference = reference or reference_of(frames)
+    wanted = {"hr": "HR ground truth", "lr": "LR depth"}.get(reference, "depth")  # None: no frame could be read
+    reference = reference or "hr"
     rng = np.random.default_rng(seed)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in FEATURES}
     preds, refs, index = [], [], []
