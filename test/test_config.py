@@ -10,9 +10,9 @@ def test_default_yaml_equals_dataclass_defaults_where_listed():
 
 
 def test_overrides_are_typed():
-    cfg = load_config(None, ["train.steps=7", "loss.w_affinity=0", "data.hflip=false", "loss.affinity_grid=[6,8]",
+    cfg = load_config(None, ["train.steps=7", "loss.w_affinity=0", "data.hflip=true", "loss.affinity_grid=[6,8]",
                              "loss.form=berhu"])
-    assert cfg.train.steps == 7 and isinstance(cfg.loss.w_affinity, float) and cfg.data.hflip is False
+    assert cfg.train.steps == 7 and isinstance(cfg.loss.w_affinity, float) and cfg.data.hflip is True
     assert cfg.loss.affinity_grid == (6, 8) and cfg.loss.form == "berhu"
     assert config_from_dict(config_to_dict(cfg)) == cfg
 
