@@ -57,8 +57,9 @@ def lr_sensor_agreement(depth: torch.Tensor, lr: np.ndarray) -> torch.Tensor:
     ref = torch.from_numpy(lr)[None, None]
     valid = (ref > 0).float()
     residual = (area_mean(depth, lr.shape) - ref).abs() / ref.clamp(min=1e-3) * valid
-    mean = window_mean(residual, SENSOR_WINDOW) / window_mean(valid, SENSOR_WINDOW).clamp(min=1e-6)
-    seen = window_mean(valid, SENSOR_WINDOW) > 0
+    coverage = window_mean(valid, SENSOR_WINDOW)
+    mean = window_mean(residual, SENSOR_WINDOW) / coverage.clamp(min=1e-6)
+    seen = coverage > 0
     fill = mean[seen].median() if seen.any() else torch.tensor(0.0)
     return -torch.where(seen, mean, fill)
 
@@ -73,6 +74,8 @@ def main() -> None:
     args = p.parse_args()
     if len(args.models) != len(args.calibrations):
         raise SystemExit(f"{len(args.models)} models but {len(args.calibrations)} calibrations: give one each")
+    if len(args.models) < 2:
+        raise SystemExit("one model: the ensemble row needs the spread of at least two (seeds of one recipe)")
     torch.set_grad_enabled(False)
 
     models = []
