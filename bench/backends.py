@@ -16,7 +16,8 @@ instead: quantized variants calibrated on redkitchen frames 0-399, AbsRel agains
     python bench/backends.py --int8 --out bench/results/int8.json
 ``--confidence`` measures what the confidence output costs on ONNX Runtime's CPU provider at 640x480: the model
 exported without it, the model with it asked for depth only (the node without a depth/confidence subscriber), and
-asking for both, interleaved in one run; both graphs exported from the checkpoint here:
+asking for both, interleaved in one run, and (when the calibration has the live LR depth stage) both plus the
+sharpening by an LR depth that ``confidence.use_lr_depth`` adds; both graphs exported from the checkpoint here:
     OMP_NUM_THREADS=1 python bench/backends.py --confidence --threads 1 --out bench/results/confidence_cost.json
 """
 
@@ -221,6 +222,8 @@ def confidence_cost(checkpoint: Path, image: np.ndarray, iters: int, threads: in
 
     from depth_node.backends.onnxruntime_backend import OnnxRuntimeBackend
     from depth_node.estimator import Estimator
+    from depth_node.scale_align import reduce_to
+    from depth_node.sensor_confidence import sharpen
 
     def estimator(confidence: bool) -> Estimator:
         path = export_onnx(str(checkpoint), tmp / f"conf-{confidence}.onnx", 480, 640, confidence=confidence)
@@ -233,6 +236,14 @@ def confidence_cost(checkpoint: Path, image: np.ndarray, iters: int, threads: in
     runs = {"without confidence output": lambda: plain.infer(image),
             "with it, depth only": lambda: calibrated.infer(image),
             "with it, depth + confidence": lambda: calibrated.infer_with_confidence(image)}
+    if calibrated.sensor_stage is not None:  # what the node adds with confidence.use_lr_depth (any LR values do)
+        lr = reduce_to(calibrated.infer(image)[0], (image.shape[0] // 4, image.shape[1] // 4)) * np.float32(1.05)
+
+        def sharpened() -> None:
+            depth, confidence, _ = calibrated.infer_with_confidence(image)
+            sharpen(confidence, depth, lr, (0.05, 20.0), calibrated.sensor_stage)
+
+        runs["with it, + sharpened by an LR depth"] = sharpened
     times: dict[str, list[float]] = {name: [] for name in runs}
     for run in runs.values():
         run(), run()

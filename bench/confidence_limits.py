@@ -6,8 +6,9 @@ AbsRel sparsification (``training/sparsification.py``) of each model's depth ran
 - ``model``: the model's own calibrated confidence (HR/LR disagreement and depth edges, ``training/confidence.py``);
 - ``ensemble``: the spread (standard deviation of log depth, 17x17-pixel mean) of all the models' HR predictions: a
   deep ensemble, the usual stronger uncertainty estimate, at N times the inference cost;
-- ``lr_sensor``: the disagreement with the LR depth of the same frame (relative, mean over 3x3 footprints; footprints
-  without a reading get the frame's median): what a robot whose depth sensor runs beside the camera could add.
+- ``lr_sensor``: the disagreement with the LR depth of the same frame, as the node computes it for
+  ``confidence.use_lr_depth`` (relative, per footprint; footprints without a reading get the frame's median),
+  uncalibrated: what a robot whose depth sensor runs beside the camera could add.
   Here the LR depth is down(HR ground truth), so this is an upper bound for a real sensor, whose own errors it lacks;
 - ``oracle_lr``: the true relative error averaged over each LR footprint: the best any signal at the LR sensor's
   resolution can do; ``oracle``: the true per-pixel error.
@@ -33,6 +34,8 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from depth_node.sensor_confidence import WINDOW as SENSOR_WINDOW  # noqa: E402
+from depth_node.sensor_confidence import log_disagreement  # noqa: E402
 from training.checkpoint import load_model  # noqa: E402
 from training.confidence import Calibration, ConfidenceHead, resize, window_mean  # noqa: E402
 from training.datasets import open_frames  # noqa: E402
@@ -47,21 +50,18 @@ LABELS = {"model": "model (its own confidence)", "ensemble": "ensemble (spread o
           "lr_sensor": "live LR depth (upper bound)", "oracle_lr": "oracle at LR resolution",
           "oracle": "oracle (per pixel)"}
 ENSEMBLE_WINDOW = 17  # input pixels, as the model's own signals
-SENSOR_WINDOW = 3  # LR footprints
 AT_20 = int(np.flatnonzero(np.isclose(FRACTIONS, 0.2))[0])
 
 
-def lr_sensor_agreement(depth: torch.Tensor, lr: np.ndarray) -> torch.Tensor:
-    """Minus the mean relative disagreement of ``depth`` (1,1,H,W) with LR depth ``lr`` (h, w; 0 = no reading) over
-    ``SENSOR_WINDOW``^2 footprints, on the LR grid (higher = more confident)."""
-    ref = torch.from_numpy(lr)[None, None]
-    valid = (ref > 0).float()
-    residual = (area_mean(depth, lr.shape) - ref).abs() / ref.clamp(min=1e-3) * valid
-    coverage = window_mean(valid, SENSOR_WINDOW)
-    mean = window_mean(residual, SENSOR_WINDOW) / coverage.clamp(min=1e-6)
-    seen = coverage > 0
-    fill = mean[seen].median() if seen.any() else torch.tensor(0.0)
-    return -torch.where(seen, mean, fill)
+def lr_sensor_agreement(depth: torch.Tensor, lr: np.ndarray, valid_range: tuple[float, float],
+                        window: int = SENSOR_WINDOW) -> torch.Tensor:
+    """Minus the sensor disagreement of ``depth`` (1,1,H,W) with LR depth ``lr`` (h, w; 0 = no reading) that the node
+    uses (``depth_node.sensor_confidence.log_disagreement`` over ``window``^2 footprints), on the LR grid (higher =
+    more confident); footprints without a reading in their window get the frame's median."""
+    log_d = log_disagreement(depth[0, 0].numpy(), lr, valid_range, window)
+    seen = np.isfinite(log_d)
+    fill = np.median(log_d[seen]) if seen.any() else 0.0
+    return -torch.from_numpy(np.where(seen, log_d, fill))[None, None]
 
 
 def main() -> None:
@@ -84,6 +84,7 @@ def main() -> None:
         head = ConfidenceHead(Calibration.from_json(Path(calibration).read_text()), cfg.model.factor)
         models.append(DeployModel(net.eval(), cfg.model.mean, cfg.model.std, confidence=head).eval())
     frames = open_frames(args.data, cfg)
+    valid_range = (cfg.data.min_depth, cfg.data.max_depth)
     curves: dict[str, list[list[dict]]] = {s: [[] for _ in models] for s in SIGNALS}
     skipped = Skipped()
     for _, frame in scorable_frames(frames, tqdm(range(len(frames)), desc="confidence limits"), skipped):
@@ -101,7 +102,7 @@ def main() -> None:
             error = (pred - g).abs() / g * scored
             footprint_error = area_mean(error, lr.shape) / area_mean(scored, lr.shape).clamp(min=1e-6)
             ranked = {"model": confidence, "ensemble": ensemble,
-                      "lr_sensor": resize(lr_sensor_agreement(depth, lr), gt.shape),
+                      "lr_sensor": resize(lr_sensor_agreement(depth, lr, valid_range), gt.shape),
                       "oracle_lr": resize(-footprint_error, gt.shape)}
             for name, score in ranked.items():
                 curves[name][m].append(sparsification(pred[0, 0].numpy()[valid], gt[valid],

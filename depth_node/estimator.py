@@ -29,6 +29,8 @@ from typing import Protocol
 
 import numpy as np
 
+from .sensor_confidence import sensor_stage
+
 BACKENDS = ("tensorrt", "onnxruntime", "torch")  # the order ``auto`` tries
 ENCODINGS = ("rgb8", "bgr8")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -74,6 +76,8 @@ class Estimator:
         self.min_depth = float(self.metadata["min_depth"])
         self.max_depth = float(self.metadata["max_depth"])
         self.has_confidence = bool(getattr(runner, "has_confidence", False))
+        # the calibrated sharpening of the confidence by a live LR depth (depth_node.sensor_confidence), if any
+        self.sensor_stage = sensor_stage(self.metadata) if self.has_confidence else None
 
     def __repr__(self) -> str:
         size = "any size" if self.input_size is None else "{}x{}".format(*self.input_size)

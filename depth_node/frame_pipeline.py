@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -20,9 +21,11 @@ import numpy as np
 
 from .depth_image import encode_depth
 from .pointcloud import CloudBuilder
-from .scale_align import ScaleAligner, ScaleFit
+from .scale_align import ScaleAligner, ScaleFit, aspect_problem
+from .sensor_confidence import sharpen
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "cloud", "publish")
+NO_LR_DEPTH = "no LR depth for this frame"
 T = TypeVar("T")
 
 
@@ -48,14 +51,21 @@ class FrameResult:
     align_skipped: str | None = None  # why this frame's LR depth did not update the scale
     confidence: np.ndarray | None = None  # float32 in [0, 1], when asked for or needed by min_confidence
     masked: int = 0  # pixels made invalid by min_confidence
+    image_only: str | None = None  # why the confidence was not sharpened by the LR depth though asked to be
 
 
 class FramePipeline:
-    """Estimator + optional scale alignment + depth encoding + cloud building for one frame at a time."""
+    """Estimator + optional scale alignment + depth encoding + cloud building for one frame at a time.
 
-    def __init__(self, estimator: Any, aligner: ScaleAligner | None = None) -> None:
+    ``lr_valid_range`` (metres; None: off): sharpen the confidence with the frame's LR depth, readings outside the
+    range ignored (``depth_node.sensor_confidence``; the estimator's model must have the stage).
+    """
+
+    def __init__(self, estimator: Any, aligner: ScaleAligner | None = None,
+                 lr_valid_range: tuple[float, float] | None = None) -> None:
         self.estimator = estimator
         self.aligner = aligner
+        self.lr_valid_range = lr_valid_range
         self.clouds = CloudBuilder()
 
     def settings(self, min_depth: float, max_depth: float, **kwargs: Any) -> OutputSettings:
@@ -63,26 +73,33 @@ class FramePipeline:
         return OutputSettings(min_depth or self.estimator.min_depth, max_depth or self.estimator.max_depth, **kwargs)
 
     def process(self, image: np.ndarray, encoding: str, K: np.ndarray, settings: OutputSettings, want_cloud: bool,
-                lr_depth: np.ndarray | None = None, depth_out: np.ndarray | None = None,
+                lr_depth: Callable[[], np.ndarray | None] | None = None, depth_out: np.ndarray | None = None,
                 cloud_out: np.ndarray | None = None, want_confidence: bool = False,
                 confidence_out: np.ndarray | None = None) -> FrameResult:
         """HxWx3 uint8 (``encoding`` rgb8|bgr8) and its 3x3 K -> published arrays at the image's resolution.
 
-        ``depth_out`` / ``cloud_out`` / ``confidence_out``: arrays to write the depth image / cloud / confidence into
-        (the node passes message buffers). The confidence is computed only when wanted or ``min_confidence`` is set.
+        ``lr_depth``: gives the frame's LR depth in metres (None: none), called after inference, so that a sensor
+        message arriving after its image has the inference time to arrive. ``depth_out`` / ``cloud_out`` /
+        ``confidence_out``: arrays to write the depth image / cloud / confidence into (the node passes message
+        buffers). The confidence is computed only when wanted or ``min_confidence`` is set.
         """
         confidence = None
         if want_confidence or settings.min_confidence > 0:
             prediction, confidence, timings = self.estimator.infer_with_confidence(image, encoding)
         else:
             prediction, timings = self.estimator.infer(image, encoding)
+        lr = lr_depth() if lr_depth is not None else None  # any wait for it is not post-processing time
         t0 = time.perf_counter()
         fit, skipped = None, None
         if self.aligner is not None:
-            if lr_depth is not None:
-                fit, skipped = self.aligner.update(prediction, lr_depth)
+            if lr is not None:
+                fit, skipped = self.aligner.update(prediction, lr)
             prediction = self.aligner.apply(prediction)
-        masked = 0
+        masked, image_only = 0, None
+        if confidence is not None and self.lr_valid_range is not None:
+            image_only = NO_LR_DEPTH if lr is None else aspect_problem(prediction.shape, lr.shape)
+            if image_only is None:
+                confidence = sharpen(confidence, prediction, lr, self.lr_valid_range, self.estimator.sensor_stage)
         if confidence is not None:
             if settings.min_confidence > 0:
                 unsure = confidence < settings.min_confidence
@@ -104,7 +121,7 @@ class FramePipeline:
         timings = dict(timings)
         timings["postprocess"] = timings.get("postprocess", 0.0) + 1e3 * (t1 - t0)
         timings["cloud"] = 1e3 * (t2 - t1)
-        return FrameResult(depth, metres, cloud, timings, fit, skipped, confidence, masked)
+        return FrameResult(depth, metres, cloud, timings, fit, skipped, confidence, masked, image_only)
 
 
 class LatestQueue(Generic[T]):

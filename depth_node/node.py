@@ -26,7 +26,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 
 from .camera_info_cache import CameraInfoCache
 from .depth_image import camera_info_problem, decode_depth, depth_camera_info, intrinsics, size_problem
-from .frame_pipeline import FramePipeline, LatestQueue, StampCache, StampRate, StreamStats, Throttle
+from .frame_pipeline import NO_LR_DEPTH, FramePipeline, LatestQueue, StampCache, StampRate, StreamStats, Throttle
 from .image_codec import ImageDecodeError, byte_array_view, decode_color, fill_image
 from .input_qos import InputSubscription, profile
 from .model_check import ModelFileError, check_model_file, probe
@@ -65,11 +65,11 @@ def load_for(params: NodeParams) -> Any:
         raise
     except Exception as error:  # noqa: BLE001 - a loader's failure on this file is the reason to refuse it
         raise ModelFileError(model.path, f"cannot be loaded ({error})") from None
-    problem = probe(estimator, confidence=params.min_confidence > 0)
+    problem = probe(estimator, confidence=params.min_confidence > 0 or params.confidence_use_lr_depth)
     if problem:
         raise ModelFileError(model.path, problem)
     problem = depth_range_problem(params, estimator.min_depth, estimator.max_depth) or confidence_problem(
-        params, estimator.has_confidence)
+        params, estimator.has_confidence, estimator.sensor_stage is not None)
     if problem:
         raise ValueError(problem)
     return estimator
@@ -83,10 +83,10 @@ class EstimatorNode(Node):
         self.params = declare(self)
         estimator = load_for(self.params)
         p = self.params
-        aligner = ScaleAligner(p.scale_align_shift, p.scale_align_smoothing,
-                               (p.scale_align_lr_min_depth, p.scale_align_lr_max_depth),
+        lr_range = (p.lr_depth_min_depth, p.lr_depth_max_depth)
+        aligner = ScaleAligner(p.scale_align_shift, p.scale_align_smoothing, lr_range,
                                p.scale_align_max_step) if p.scale_align_enabled else None
-        self.pipeline = FramePipeline(estimator, aligner)
+        self.pipeline = FramePipeline(estimator, aligner, lr_range if p.confidence_use_lr_depth else None)
         self.stats = StreamStats()
         self.rate = StampRate()
         self.queue: LatestQueue[tuple[Any, float]] = LatestQueue(p.queue_size)
@@ -108,7 +108,7 @@ class EstimatorNode(Node):
         self.inputs = {"image": InputSubscription(self, image_type, self.image_topic, self._on_image, setting, depth),
                        "camera_info": InputSubscription(self, CameraInfo, self.info_topic, self._on_camera_info,
                                                         setting, depth)}
-        if p.scale_align_enabled:
+        if p.scale_align_enabled or p.confidence_use_lr_depth:
             self.inputs["lr_depth"] = InputSubscription(self, Image, self.lr_topic, self._on_lr_depth, setting, depth)
         if setting == "auto":
             self.create_timer(QOS_CHECK_PERIOD_S, self._check_inputs)
@@ -167,18 +167,19 @@ class EstimatorNode(Node):
             except (ValueError, OSError, ImportError, RuntimeError) as error:
                 return SetParametersResult(successful=False, reason=f"cannot load the estimator: {error}")
         problem = depth_range_problem(new, estimator.min_depth, estimator.max_depth) or confidence_problem(
-            new, estimator.has_confidence)
+            new, estimator.has_confidence, estimator.sensor_stage is not None)
         if problem:
             return SetParametersResult(successful=False, reason=problem)
         if estimator is not self.pipeline.estimator:
             self.pipeline.estimator = estimator
             self.get_logger().info(f"estimator reloaded: {estimator!r}")
         self.queue.maxsize = new.queue_size
-        aligner = self.pipeline.aligner
+        aligner, lr_range = self.pipeline.aligner, (new.lr_depth_min_depth, new.lr_depth_max_depth)
         if aligner is not None:
             aligner.with_shift, aligner.smoothing = new.scale_align_shift, new.scale_align_smoothing
-            aligner.valid_range = (new.scale_align_lr_min_depth, new.scale_align_lr_max_depth)
-            aligner.max_step = new.scale_align_max_step
+            aligner.valid_range, aligner.max_step = lr_range, new.scale_align_max_step
+        if self.pipeline.lr_valid_range is not None:
+            self.pipeline.lr_valid_range = lr_range
         self.params = new
         return SetParametersResult(successful=True)
 
@@ -242,7 +243,7 @@ class EstimatorNode(Node):
         info = self._camera_info(stamp, h, w)
         if info is None:
             return
-        lr = self._lr_depth(stamp) if self.pipeline.aligner is not None else None
+        lr = (lambda: self._lr_depth(stamp)) if "lr_depth" in self.inputs else None  # looked up after inference
         settings = self.pipeline.settings(p.min_depth, p.max_depth, encoding=p.output_encoding,
                                           decimation=p.points_decimation, color=p.points_color,
                                           min_confidence=p.min_confidence)
@@ -267,6 +268,11 @@ class EstimatorNode(Node):
         confidence_data, confidence_out = byte_array_view((h, w), np.float32) if want_confidence else (None, None)
         result = self.pipeline.process(image, encoding, intrinsics(info), settings, want_cloud, lr, depth_out,
                                        cloud_out, want_confidence, confidence_out)
+        if result.image_only:
+            self.stats.count_event("confidence_image_only")
+            if result.image_only != NO_LR_DEPTH:  # a missing one was reported by _lr_depth
+                self._warn("confidence_lr", f"{self.lr_topic}: confidence not sharpened by the LR depth for this "
+                           f"frame: {result.image_only}; published the image-only confidence")
         if result.align_skipped:
             self.stats.count_event("align_skipped")
             self._warn("align", f"{self.lr_topic}: scale alignment skipped for this frame: {result.align_skipped}; "
@@ -288,17 +294,24 @@ class EstimatorNode(Node):
             self.stats.count_confidence(result.confidence, result.masked)
 
     def _lr_depth(self, stamp: int) -> Any:
-        msg = self.lr_depths.match(stamp, int(self.params.scale_align_tolerance_ms * 1e6))
+        """The frame's LR depth in metres, or None after counting and saying why there is none."""
+        uses = "scale kept" if self.pipeline.aligner is not None else ""
+        if self.pipeline.lr_valid_range is not None:
+            uses += (", " if uses else "") + "confidence image-only"
+        latest = self.lr_depths.latest()
+        publishing = latest is not None and abs(latest[0] - stamp) < 1e9  # a silent sensor costs no wait
+        msg = self.lr_depths.match(stamp, int(self.params.lr_depth_tolerance_ms * 1e6),
+                                   self.params.lr_depth_wait if publishing else 0.0)
         if msg is None:
-            self.stats.count_event("align_no_lr_depth")
-            self._warn("lr_depth", f"{self.lr_topic}: no LR depth within {self.params.scale_align_tolerance_ms} ms of "
-                       "the image; keeping the last scale")
+            self.stats.count_event("no_lr_depth")
+            self._warn("lr_depth", f"{self.lr_topic}: no LR depth within {self.params.lr_depth_tolerance_ms} ms of "
+                       f"the image ({uses})")
             return None
         try:
             return decode_depth(msg)
         except ImageDecodeError as error:
-            self.stats.count_event("align_skipped")
-            self._warn("lr_depth", f"{self.lr_topic}: {error}; keeping the last scale")
+            self.stats.count_event("lr_depth_unreadable")
+            self._warn("lr_depth", f"{self.lr_topic}: {error} ({uses})")
             return None
 
     @staticmethod

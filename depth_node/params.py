@@ -51,6 +51,10 @@ class NodeParams:
     min_confidence: float = _param(0.0, "depth whose confidence (the model's P(relative error < its threshold)) is "
                                    "below this is published invalid and gets no point; 0: off (needs a model with "
                                    "a confidence output)", lo=0.0, hi=1.0)
+    confidence_use_lr_depth: bool = _param(False, "sharpen the confidence with a live LR depth on topic lr_depth "
+                                           "(needs a model calibrated with that stage; frames without an LR depth "
+                                           "keep the image-only confidence, counted)",
+                                           name="confidence.use_lr_depth", read_only=True)
     image_transport: str = _param("raw", "subscribe to image_raw (raw) or image_raw/compressed (compressed)",
                                   choices=TRANSPORTS, read_only=True)
     output_encoding: str = _param("32FC1", "depth/image encoding: 32FC1 metres (NaN invalid) or 16UC1 millimetres "
@@ -84,12 +88,15 @@ class NodeParams:
                                      name="scale_align.shift")
     scale_align_smoothing: float = _param(0.9, "weight of the previous scale in the running estimate (0: none)",
                                           name="scale_align.smoothing", lo=0.0, hi=0.999)
-    scale_align_tolerance_ms: float = _param(50.0, "largest stamp difference between an image and its LR depth",
-                                             name="scale_align.tolerance_ms", lo=0.0, hi=10000.0)
-    scale_align_lr_min_depth: float = _param(0.05, "LR readings nearer than this (metres) are invalid",
-                                             name="scale_align.lr_min_depth", lo=0.0, hi=1000.0)
-    scale_align_lr_max_depth: float = _param(20.0, "LR readings farther than this (metres) are invalid",
-                                             name="scale_align.lr_max_depth", lo=0.0, hi=1000.0)
+    lr_depth_tolerance_ms: float = _param(50.0, "largest stamp difference between an image and its LR depth",
+                                          name="lr_depth.tolerance_ms", lo=0.0, hi=10000.0)
+    lr_depth_wait: float = _param(0.1, "seconds a frame waits for its LR depth to arrive while the sensor is "
+                                  "publishing (its driver may deliver it after the image)", name="lr_depth.wait",
+                                  lo=0.0, hi=10.0)
+    lr_depth_min_depth: float = _param(0.05, "LR readings nearer than this (metres) are invalid",
+                                       name="lr_depth.min_depth", lo=0.0, hi=1000.0)
+    lr_depth_max_depth: float = _param(20.0, "LR readings farther than this (metres) are invalid",
+                                       name="lr_depth.max_depth", lo=0.0, hi=1000.0)
     scale_align_max_step: float = _param(0.05, "largest change of the scale per frame (fraction; the shift: metres)",
                                          name="scale_align.max_step", lo=0.0, hi=10.0)
 
@@ -127,9 +134,9 @@ def params_from_values(values: dict[str, Any]) -> NodeParams:
     params = dataclasses.replace(NodeParams(), **kwargs)
     if params.max_depth and params.min_depth >= params.max_depth:
         raise ValueError(f"min_depth ({params.min_depth}) must be below max_depth ({params.max_depth})")
-    if params.scale_align_lr_min_depth >= params.scale_align_lr_max_depth:
-        raise ValueError(f"scale_align.lr_min_depth ({params.scale_align_lr_min_depth}) must be below "
-                         f"scale_align.lr_max_depth ({params.scale_align_lr_max_depth})")
+    if params.lr_depth_min_depth >= params.lr_depth_max_depth:
+        raise ValueError(f"lr_depth.min_depth ({params.lr_depth_min_depth}) must be below "
+                         f"lr_depth.max_depth ({params.lr_depth_max_depth})")
     return params
 
 
@@ -156,11 +163,15 @@ def depth_range_problem(params: NodeParams, model_min: float, model_max: float) 
     return None
 
 
-def confidence_problem(params: NodeParams, has_confidence: bool) -> str | None:
-    """Why min_confidence cannot be used with this model (None: it can)."""
+def confidence_problem(params: NodeParams, has_confidence: bool, has_lr_stage: bool = False) -> str | None:
+    """Why min_confidence or confidence.use_lr_depth cannot be used with this model (None: they can)."""
     if params.min_confidence and not has_confidence:
         return (f"min_confidence {params.min_confidence} needs a model with a confidence output, and this one has "
                 "none: calibrate and re-export it (depth-train calibrate-confidence, depth-train export) or set 0")
+    if params.confidence_use_lr_depth and not has_lr_stage:
+        return ("confidence.use_lr_depth needs a model whose confidence calibration has a live LR depth stage, and "
+                "this one has none: calibrate it against HR ground truth (depth-train calibrate-confidence) and "
+                "re-export it, or set false")
     return None
 
 

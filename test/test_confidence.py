@@ -17,6 +17,7 @@ from depth_node_training.sparsification import FRACTIONS, mean_curves, reliabili
 
 from depth_node.estimator import load_estimator
 from depth_node.model_check import check_model_file, probe
+from depth_node.sensor_confidence import WINDOW as SENSOR_WINDOW
 
 # The confidence branch adds these to the depth graph; TensorRT's ONNX parser handles them all natively.
 CONFIDENCE_OPS = {"Log", "Abs", "Sub", "Neg", "MaxPool", "AveragePool", "Resize", "Sigmoid", "Add", "Mul"}
@@ -122,6 +123,26 @@ def test_evaluate_confidence_writes_curves_and_plot(calibrated: Path, redkitchen
     assert c["curve"][0]["abs_rel"] == pytest.approx(c["abs_rel_all"])
     assert out.with_suffix(".sparsification.png").stat().st_size > 1000
     assert "AURG" in run.stdout
+    command = [*run.args, "--lr-depth"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "its confidence has no live LR depth stage" in refused.stderr
+
+
+def test_evaluate_scores_the_confidence_sharpened_by_the_lr_depth(redkitchen: Path, tmp_path: Path) -> None:
+    from test_confidence_node import STAGE, tiny_checkpoint
+
+    checkpoint = tiny_checkpoint(tmp_path, calibrated=True, stage=STAGE)
+    out = tmp_path / "eval.json"
+    run = subprocess.run([sys.executable, "-m", "depth_node_training.cli", "evaluate", "--model", str(checkpoint),
+                          "--backend", "torch", "--data", f"{redkitchen}@500:502", "--confidence", "--lr-depth",
+                          "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(out.read_text())
+    own, sharpened = summary["confidence"], summary["confidence_lr_depth"]
+    assert sharpened["frames"] == own["frames"] == 2 and sharpened["abs_rel_all"] == pytest.approx(own["abs_rel_all"])
+    # a random network's error is everywhere and the LR depth (down(ground truth)) sees it: it ranks far better
+    assert sharpened["aurg"] > own["aurg"] + 0.01
+    assert "with the live LR depth: AUSE" in run.stdout
 
 
 def test_calibrate_chooses_the_signal_set_on_held_out_frames_or_takes_the_given_one(redkitchen: Path,
@@ -131,13 +152,17 @@ def test_calibrate_chooses_the_signal_set_on_held_out_frames_or_takes_the_given_
     checkpoint = tiny_checkpoint(tmp_path, calibrated=False)
     data, held_out = f"{redkitchen}@0:8", f"{redkitchen}@420:422"
     chosen, scores = calibrate(checkpoint, data, pixels_per_frame=2000, select=held_out)
-    assert set(scores) == {"+".join(c) for c in CANDIDATES}
-    assert "+".join(chosen.features) == max(scores, key=scores.get) and chosen.selected_on == held_out
+    image_only = {"+".join(c): scores["+".join(c)] for c in CANDIDATES}
+    assert set(scores) == {*image_only, "+".join(chosen.features) + "+lr_depth"}
+    assert "+".join(chosen.features) == max(image_only, key=image_only.get) and chosen.selected_on == held_out
+    assert chosen.lr_depth is not None and chosen.lr_depth.window == SENSOR_WINDOW and chosen.lr_depth.pixels > 0
     own, own_scores = calibrate(checkpoint, data, pixels_per_frame=2000)
     assert own.selected_on == data and own_scores != scores  # ranked on other frames, other figures
-    given, given_scores = calibrate(checkpoint, data, pixels_per_frame=2000, select=held_out, features=("edge",))
-    assert given.features == ("edge",) and given.selected_on == "given" and set(given_scores) == {"edge"}
-    assert Calibration.from_json(given.to_json()) == given
+    given, given_scores = calibrate(checkpoint, data, pixels_per_frame=2000, select=held_out, features=("edge",),
+                                    sensor_window=5)
+    assert given.features == ("edge",) and given.selected_on == "given" and set(given_scores) == {"edge",
+                                                                                                  "edge+lr_depth"}
+    assert given.lr_depth.window == 5 and Calibration.from_json(given.to_json()) == given
 
 
 def test_calibrate_cli_fits_on_real_frames_and_export_bakes_it_in(redkitchen: Path, tmp_path: Path) -> None:
@@ -151,8 +176,11 @@ def test_calibrate_cli_fits_on_real_frames_and_export_bakes_it_in(redkitchen: Pa
     assert calibration.pixels == 4000 and calibration.threshold == 0.1 and calibration.data.endswith("@0:8")
     assert calibration.features in {("disagreement",), ("edge",), ("disagreement", "edge")}
     assert np.isfinite([*calibration.weights, calibration.bias]).all()
-    meta = {p.key: p.value for p in onnx.load(str(export_onnx(str(checkpoint), tmp_path / "m.onnx"))).metadata_props}
+    path = export_onnx(str(checkpoint), tmp_path / "m.onnx")
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert Calibration.from_json(meta["confidence"]) == calibration
+    assert calibration.lr_depth is not None  # against HR ground truth: the live LR depth stage is fitted too
+    assert load_estimator(str(path), "onnxruntime").sensor_stage == calibration.lr_depth
 
 
 def test_calibrate_on_a_robot_log_uses_its_lr_depth_as_the_dataset_uses_down_hr(redkitchen: Path,
@@ -175,6 +203,7 @@ def test_calibrate_on_a_robot_log_uses_its_lr_depth_as_the_dataset_uses_down_hr(
         np.testing.assert_allclose(from_log.logs[name], from_dataset.logs[name], atol=1e-3)
     calibration, _ = calibrate(checkpoint, f"{redkitchen_bag}@0:8", pixels_per_frame=500)
     assert calibration.reference == "lr" and calibration.pixels == 1000
+    assert calibration.lr_depth is None  # the sensor cannot be judged against itself
     assert "LR depth" in calibration.meaning() and Calibration.from_json(calibration.to_json()) == calibration
     with pytest.raises(ValueError, match=r"@700:800: no frame with depth to calibrate confidence on \(no frames\)"):
         calibrate(checkpoint, f"{redkitchen_bag}@700:800")

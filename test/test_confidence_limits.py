@@ -18,11 +18,17 @@ sys.path.insert(0, str(ROOT / "bench"))
 def test_lr_sensor_agreement_matches_hand_computed_values() -> None:
     from confidence_limits import lr_sensor_agreement
 
+    from depth_node.sensor_confidence import EPS
+
     depth = torch.full((1, 1, 4, 32), 2.0)  # 4x4 pixels per footprint of a 1x8 LR grid
     lr = np.array([[0, 0, 0, 0, 2.0, 2.5, 2.0, 2.0]], np.float32)  # no reading in the first four; 0.2 off in one
-    # mean relative residual over the readings among 3 neighbouring footprints; none among them: the median (1/15)
-    expected = -np.array([1 / 15, 1 / 15, 1 / 15, 0.0, 0.1, 1 / 15, 1 / 15, 0.0])
-    np.testing.assert_allclose(lr_sensor_agreement(depth, lr)[0, 0, 0].numpy(), expected, atol=1e-6)
+    # log of the mean relative residual over the readings among 3 neighbouring footprints; none: the median
+    mean = np.array([np.nan, np.nan, np.nan, 0.0, 0.1, 0.2 / 3, 0.2 / 3, 0.0])
+    expected = -np.log(np.where(np.isnan(mean), 0.2 / 3, mean) + EPS)
+    np.testing.assert_allclose(lr_sensor_agreement(depth, lr, (0.05, 20.0), 3)[0, 0, 0].numpy(), expected, rtol=1e-5)
+    # one footprint each (the node's window): the four without a reading get the median, that of three agreeing ones
+    alone = lr_sensor_agreement(depth, lr, (0.05, 20.0))[0, 0, 0].numpy()
+    np.testing.assert_allclose(alone, -np.log([EPS] * 5 + [0.2 + EPS] + [EPS] * 2), rtol=1e-5)
 
 
 def test_compares_every_signal_with_the_oracles_on_real_frames(redkitchen: Path, tmp_path: Path) -> None:

@@ -18,14 +18,20 @@ from test_node import Harness, camera_info, check_cloud_reprojects, cloud_array,
 
 from depth_node.depth_image import decode_depth  # noqa: E402
 from depth_node.estimator import load_estimator  # noqa: E402
+from depth_node.image_codec import fill_image  # noqa: E402
 from depth_node.node import EstimatorNode  # noqa: E402
+from depth_node.scale_align import reduce_to  # noqa: E402
+from depth_node.sensor_confidence import SensorStage, sharpen  # noqa: E402
 
 DOMAIN_ID = 53  # this module's own DDS domain (<= 101: no clash with Linux ephemeral ports)
 RNG = np.random.default_rng(1)
 
 
-def tiny_checkpoint(out: Path, calibrated: bool) -> Path:
-    """A random-initialised estimator at 96x128, with a confidence calibration beside it when asked."""
+STAGE = SensorStage((0.5, -1.0), -3.0, 3)  # a live LR depth stage of the order calibrate-confidence fits
+
+
+def tiny_checkpoint(out: Path, calibrated: bool, stage: SensorStage | None = None) -> Path:
+    """A random-initialised estimator at 96x128, with a confidence calibration beside it when asked (and ``stage``)."""
     import torch
     from depth_node_training.checkpoint import save_checkpoint
     from depth_node_training.confidence import Calibration, calibration_path
@@ -36,7 +42,7 @@ def tiny_checkpoint(out: Path, calibrated: bool) -> Path:
     torch.manual_seed(0)
     ckpt = save_checkpoint(out / "tiny.pt", DepthEstimator(cfg.model), cfg, 0, {"data": [], "git_rev": "test"})
     if calibrated:  # weights of the order `calibrate-confidence` fits on the shipped model
-        calibration = Calibration(("disagreement", "edge"), (-0.7, -0.46), -2.4, 0.1, "test")
+        calibration = Calibration(("disagreement", "edge"), (-0.7, -0.46), -2.4, 0.1, "test", lr_depth=stage)
         calibration_path(ckpt).write_text(calibration.to_json())
     return ckpt
 
@@ -46,9 +52,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from depth_node_training.export import export_onnx
 
     paths = {}
-    for name, calibrated in (("calibrated", True), ("plain", False)):
+    for name, calibrated, stage in (("calibrated", True, None), ("plain", False, None), ("sensor", True, STAGE)):
         out = tmp_path_factory.mktemp(name)
-        paths[name] = export_onnx(str(tiny_checkpoint(out, calibrated)), out / "tiny.onnx")
+        paths[name] = export_onnx(str(tiny_checkpoint(out, calibrated, stage)), out / "tiny.onnx")
     return paths
 
 
@@ -129,3 +135,43 @@ def test_min_confidence_needs_a_model_with_confidence(start, context, models) ->
         EstimatorNode(context=context, parameter_overrides=[Parameter("model", value=str(models["plain"])),
                                                             Parameter("backend", value="onnxruntime"),
                                                             Parameter("min_confidence", value=0.5)])
+
+
+def test_confidence_sharpened_by_a_live_lr_depth(start, models, capfd) -> None:
+    h = start(model="sensor", **{"confidence.use_lr_depth": True})
+    confidences: dict[int, Image] = {}
+    h.ros.create_subscription(Image, "depth/confidence", lambda m: confidences.update({m.header.stamp.sec: m}), 10)
+    assert h.spin_until(lambda: h.node.confidence_pub.get_subscription_count() > 0)
+    image = RNG.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    pred, own, _ = load_estimator(str(models["sensor"]), "onnxruntime").infer_with_confidence(image, "bgr8")
+    lr = reduce_to(pred, (15, 20))
+    lr[:, :10] *= 1.5  # the sensor disagrees by 50% on the left half
+    lr[0, 19] = np.nan  # and has no reading in one footprint
+
+    def received(stamp: int) -> np.ndarray:
+        assert h.send(raw_image(image, stamp), camera_info(60, 80, stamp)) is not None
+        assert h.spin_until(lambda: stamp in confidences)
+        return np.frombuffer(bytes(confidences[stamp].data), np.float32).reshape(60, 80)
+
+    lr_msg = fill_image(Image(), lr, "32FC1")
+    lr_msg.header.stamp.sec = 1
+    h.lr_pub.publish(lr_msg)
+    assert h.spin_until(lambda: h.node.lr_depths.latest() is not None)
+    confidence = received(1)
+    expect = sharpen(own, pred, np.nan_to_num(lr), (0.05, 20.0), STAGE)
+    np.testing.assert_allclose(confidence, expect, rtol=1e-4, atol=1e-5)
+    assert confidence[:, :30].mean() < confidence[:, 50:].mean() - 0.1  # left: the sensor says it is wrong
+    assert not np.allclose(confidence, own, atol=1e-3)
+
+    np.testing.assert_allclose(received(5), own, rtol=1e-5, atol=1e-6)  # no LR depth near stamp 5: image-only
+    events = h.node.stats.summary()["events"]
+    assert events == {"no_lr_depth": 1, "confidence_image_only": 1}
+    assert "lr_depth: no LR depth within 50.0 ms of the image (confidence image-only)" in capfd.readouterr().err
+
+
+def test_use_lr_depth_needs_a_model_with_the_stage(context, models) -> None:
+    with pytest.raises(ValueError, match="confidence.use_lr_depth needs a model whose confidence calibration has a "
+                       "live LR depth stage"):
+        EstimatorNode(context=context, parameter_overrides=[Parameter("model", value=str(models["calibrated"])),
+                                                            Parameter("backend", value="onnxruntime"),
+                                                            Parameter("confidence.use_lr_depth", value=True)])

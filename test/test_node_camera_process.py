@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 
@@ -21,6 +22,7 @@ import pytest  # noqa: E402
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from depth_node.node import EstimatorNode  # noqa: E402
@@ -30,18 +32,24 @@ CAMERA = Path(__file__).with_name("camera_driver.py")
 
 
 class Running:
-    """The node on default parameters plus a listener of depth/image and /diagnostics, spun in a thread."""
+    """The node on default parameters (or the few ``overrides`` a test is about) plus a listener of depth/image,
+    depth/confidence and /diagnostics, spun in a thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, domain_id: int = DOMAIN_ID, overrides: dict[str, Any] | None = None) -> None:
+        self.domain_id = domain_id
         self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=DOMAIN_ID)
-        self.node = EstimatorNode(context=self.context)  # default parameters: no override at all
+        rclpy.init(context=self.context, domain_id=domain_id)
+        parameters = [Parameter(name, value=value) for name, value in (overrides or {}).items()]
+        self.node = EstimatorNode(context=self.context, parameter_overrides=parameters)
         self.listener = rclpy.create_node("listener", context=self.context)
         self.answered: set[int] = set()
+        self.confidences: dict[int, Image] = {}
         self.diagnostics: list[dict[str, str]] = []
         self.levels: list[tuple[int, str]] = []
         self.listener.create_subscription(Image, "depth/image", self._on_depth, 10, raw=False)
         self.listener.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        if overrides:  # a test about the confidence listens to it (the node computes it only then)
+            self.listener.create_subscription(Image, "depth/confidence", self._on_confidence, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.listener)
@@ -51,6 +59,9 @@ class Running:
     def _on_depth(self, msg: Image) -> None:
         self.answered.add(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
 
+    def _on_confidence(self, msg: Image) -> None:
+        self.confidences[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = msg
+
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             self.diagnostics.append({kv.key: kv.value for kv in status.values})
@@ -58,7 +69,7 @@ class Running:
 
     def camera(self, *args: str, timeout: float = 60.0) -> list[int]:
         """Run the camera process to the end; the stamps it sent."""
-        env = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN_ID)}
+        env = {**os.environ, "ROS_DOMAIN_ID": str(self.domain_id)}
         result = subprocess.run([sys.executable, str(CAMERA), *args], capture_output=True, text=True, env=env,
                                 timeout=timeout)
         assert result.returncode == 0, result.stderr[-2000:]

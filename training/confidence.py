@@ -37,6 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from depth_node.sensor_confidence import WINDOW as SENSOR_WINDOW
+from depth_node.sensor_confidence import SensorStage, combine, log_disagreement, upsample
+
 from .reduce import area_mean, lr_size
 from .skipped import FrameError, Skipped, scorable_frames
 
@@ -60,6 +63,7 @@ class Calibration:
     pixels: int = 0
     selected_on: str = ""  # the frames whose ranking chose the signal set ("given" when fixed by the user)
     reference: str = "hr"  # "hr": P(|D - D_gt| / D_gt < threshold) per pixel; "lr": the same per LR-sensor footprint
+    lr_depth: SensorStage | None = None  # the sharpening by a live LR depth (depth_node.sensor_confidence)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -74,7 +78,8 @@ class Calibration:
             raise ValueError(f"confidence calibration: reference {d['reference']!r} is not one of {REFERENCES}")
         return Calibration(tuple(d["features"]), tuple(float(w) for w in d["weights"]), float(d["bias"]),
                            float(d["threshold"]), str(d.get("data", "")), int(d.get("pixels", 0)),
-                           str(d.get("selected_on", "")), str(d.get("reference", "hr")))
+                           str(d.get("selected_on", "")), str(d.get("reference", "hr")),
+                           SensorStage.from_dict(d["lr_depth"]) if d.get("lr_depth") else None)
 
     def meaning(self) -> str:
         """What a confidence value estimates, in words (export metadata, CLI)."""
@@ -161,13 +166,16 @@ def fit_logistic(features: np.ndarray, target: np.ndarray, iterations: int = 25,
 
 @dataclass
 class Samples:
-    """Pixels sampled for calibration: log signals, prediction, reference depth and frame index, one entry each."""
+    """Pixels sampled for calibration: log signals, prediction, reference depth and frame index, one entry each, and
+    the upsampled log disagreement with the frame's LR depth (``sensor``; NaN: none in the window, or "lr" reference).
+    """
 
     logs: dict[str, np.ndarray]
     pred: np.ndarray
     ref: np.ndarray
     frame: np.ndarray
     reference: str
+    sensor: np.ndarray
 
 
 def reference_of(frames) -> str | None:
@@ -182,10 +190,11 @@ def reference_of(frames) -> str | None:
 
 
 def collect(net: nn.Module, cfg, data: str, pixels_per_frame: int, frames_stride: int, reference: str | None = None,
-            seed: int = 0) -> Samples:
+            seed: int = 0, sensor_window: int = SENSOR_WINDOW) -> Samples:
     """Pixels sampled from ``data``'s frames: against HR ground truth at the input's pixels (``reference`` "hr"), or
     against the LR supervision (logged sensor depth, else down(HR)) on its grid, the prediction area-averaged over each
-    footprint ("lr"); None: "hr" when the frames have HR ground truth."""
+    footprint ("lr"); None: "hr" when the frames have HR ground truth. With "hr", the LR supervision also gives the
+    sensor disagreement over ``sensor_window``^2 footprints."""
     from .datasets import open_frames
     from .export import DeployModel
     from .training_pairs import lr_supervision
@@ -197,7 +206,8 @@ def collect(net: nn.Module, cfg, data: str, pixels_per_frame: int, frames_stride
     reference = reference or "hr"
     rng = np.random.default_rng(seed)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in FEATURES}
-    preds, refs, index = [], [], []
+    preds, refs, index, sensor = [], [], [], []
+    valid_range = (cfg.data.min_depth, cfg.data.max_depth)
     skipped = Skipped()
     indices = tqdm(range(0, len(frames), frames_stride), desc="calibrate-confidence", dynamic_ncols=True)
     for i, frame in scorable_frames(frames, indices, skipped, need_hr=reference == "hr"):
@@ -216,50 +226,70 @@ def collect(net: nn.Module, cfg, data: str, pixels_per_frame: int, frames_stride
         for name in FEATURES:
             columns[name].append(s[name][0, 0].numpy().ravel()[pick])
         index.append(np.full(pick.size, i))
+        if reference == "hr":
+            log_d = log_disagreement(depth[0, 0].numpy(), lr_supervision(frame, cfg.data), valid_range, sensor_window)
+            sensor.append(upsample(log_d, ref.shape).ravel()[pick])
+        else:
+            sensor.append(np.full(pick.size, np.nan, np.float32))
     skipped.warn(log, "calibrate-confidence")
     if not preds:
         raise ValueError(f"{data}: no frame with {wanted} to calibrate confidence on "
                          f"({'; '.join(skipped.lines()) or 'no frames'})")
     return Samples({k: np.concatenate(v) for k, v in columns.items()}, np.concatenate(preds), np.concatenate(refs),
-                   np.concatenate(index), reference)
+                   np.concatenate(index), reference, np.concatenate(sensor))
 
 
 def calibrate(checkpoint: Path, data: str, threshold: float = 0.1, pixels_per_frame: int = 20000,
               frames_stride: int = 4, select: str | None = None, features: tuple[str, ...] | None = None,
-              reference: str | None = None) -> tuple[Calibration, dict[str, float]]:
+              reference: str | None = None, sensor_window: int = SENSOR_WINDOW) -> tuple[Calibration, dict[str, float]]:
     """Fit each candidate signal set on ``data`` (training frames) and keep the one whose confidence ranks pixels best:
     the highest mean AURG of AbsRel over the frames of ``select`` (held-out frames with ground truth: the validation
     block), or over ``data``'s own frames without it. Which set ranks best depends on the frames (for our recipe: both
     on the training frames and, against disagreement alone, on the test frames; disagreement alone on validation;
     docs/method.md, Confidence). ``features`` fixes the set instead (e.g. one chosen with another model of the same
     recipe); it is still scored. ``reference``: see ``collect`` (``select`` is scored against its own frames'
-    reference). Returns the calibration and each candidate's AURG."""
+    reference). Against HR ground truth it also fits the sharpening by a live LR depth over ``sensor_window``^2
+    footprints (``depth_node.sensor_confidence``; scored as "+lr_depth"); against the LR depth it cannot (the sensor
+    would be judged against itself). Returns the calibration and each candidate's AURG."""
     from .checkpoint import load_model
 
     net, cfg, _ = load_model(checkpoint, "cpu")
     candidates = [features] if features else CANDIDATES
-    fit_on = collect(net, cfg, data, pixels_per_frame, frames_stride, reference)
-    scored_on = collect(net, cfg, select, pixels_per_frame, 1) if select else fit_on
+    fit_on = collect(net, cfg, data, pixels_per_frame, frames_stride, reference, sensor_window=sensor_window)
+    scored_on = collect(net, cfg, select, pixels_per_frame, 1, sensor_window=sensor_window) if select else fit_on
     good = np.abs(fit_on.pred - fit_on.ref) / fit_on.ref < threshold
     scores, fits = {}, {}
     for names in candidates:
         weights, bias = fit_logistic(np.stack([fit_on.logs[n] for n in names], 1), good)
-        scores["+".join(names)] = ranking_score(names, weights, bias, scored_on)
+        scores["+".join(names)] = ranking_score(model_confidence(names, weights, bias, scored_on), scored_on)
         fits["+".join(names)] = (names, weights, bias)
     best = max(scores, key=scores.get)
     names, weights, bias = fits[best]
+    stage = None
+    seen = np.isfinite(fit_on.sensor)
+    if fit_on.reference == "hr" and seen.any():
+        own = model_confidence(names, weights, bias, fit_on)[seen]
+        w, b = fit_logistic(np.stack([np.log(own / (1 - own)), fit_on.sensor[seen]], 1), good[seen])
+        stage = SensorStage((float(w[0]), float(w[1])), b, sensor_window, int(seen.sum()))
+        conf = combine(model_confidence(names, weights, bias, scored_on), scored_on.sensor, stage)
+        scores[f"{best}+lr_depth"] = ranking_score(conf, scored_on)
     selected_on = "given" if features else (select or data)
     return (Calibration(tuple(names), tuple(float(w) for w in weights), bias, threshold, data, int(good.size),
-                        selected_on, fit_on.reference), scores)
+                        selected_on, fit_on.reference, stage), scores)
 
 
-def ranking_score(names: tuple[str, ...], weights: np.ndarray, bias: float, samples: Samples) -> float:
-    """Mean over frames of the AURG of AbsRel of a fitted confidence on sampled pixels."""
+def model_confidence(names: tuple[str, ...], weights: np.ndarray, bias: float, samples: Samples) -> np.ndarray:
+    """The calibrated image-only confidence of the sampled pixels (what the exported graph computes)."""
+    logit = np.stack([samples.logs[n] for n in names], 1) @ weights + bias
+    return 1.0 / (1.0 + np.exp(-np.clip(logit, -30, 30)))
+
+
+def ranking_score(confidence: np.ndarray, samples: Samples) -> float:
+    """Mean over frames of the AURG of AbsRel of a confidence of the sampled pixels."""
     from .sparsification import sparsification
 
-    conf = 1.0 / (1.0 + np.exp(-(np.stack([samples.logs[n] for n in names], 1) @ weights + bias)))
     per_frame = [samples.frame == f for f in np.unique(samples.frame)]
-    return float(np.mean([sparsification(samples.pred[m], samples.ref[m], conf[m])["abs_rel"]["aurg"]
+    return float(np.mean([sparsification(samples.pred[m], samples.ref[m], confidence[m])["abs_rel"]["aurg"]
                           for m in per_frame]))
 
 
@@ -269,13 +299,16 @@ def _run(args: argparse.Namespace) -> None:
     checkpoint = Path(args.model) if args.model else default_checkpoint()
     features = tuple(args.features.split("+")) if args.features else None
     calibration, scores = calibrate(checkpoint, args.data, args.threshold, args.pixels, args.stride, args.select,
-                                    features, args.reference)
+                                    features, args.reference, args.lr_window)
     out = Path(args.out) if args.out else calibration_path(checkpoint)
     out.write_text(calibration.to_json() + "\n")
     for name, score in scores.items():
         print(f"  {name}: AURG of AbsRel {score:.4f} on {args.select or args.data}")
     print(f"wrote {out}: {'+'.join(calibration.features)}, weights {calibration.weights}, bias {calibration.bias:.3f} "
           f"(confidence = {calibration.meaning()}); re-export the model to use it")
+    stage = calibration.lr_depth
+    print(f"  live LR depth stage: weights {stage.weights}, bias {stage.bias:.3f}, window {stage.window}" if stage else
+          "  no live LR depth stage: calibrated against the LR depth itself (--reference lr)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -290,6 +323,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold", type=float, default=0.1, help="confidence = P(|D - D_gt| / D_gt < THRESHOLD)")
     p.add_argument("--reference", choices=REFERENCES, help="compare with HR ground truth per pixel (hr) or with the LR "
                    "supervision per LR footprint (lr); default: hr when the frames have HR ground truth, else lr")
+    p.add_argument("--lr-window", type=int, default=SENSOR_WINDOW, help="LR footprints (a side) over which the "
+                   "live LR depth stage averages the disagreement")
     p.add_argument("--pixels", type=int, default=20000, help="pixels sampled per frame")
     p.add_argument("--stride", type=int, default=4, help="use every STRIDE-th frame")
     p.add_argument("--out", help="output JSON (default: MODEL.confidence.json beside the checkpoint)")

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from .config import DataConfig
-from .frames import FrameSource
+from .frames import Frame, FrameSource
 from .metrics import METRICS, depth_metrics
 from .previews import preview_row, save_rows
 from .skipped import Skipped, scorable_frames, skipped_of
@@ -26,6 +26,7 @@ from .sparsification import mean_curves, plot, reliability, reliability_counts, 
 from .training_pairs import lr_supervision
 
 Predictor = Callable[[np.ndarray], np.ndarray]
+Sharpener = Callable[[np.ndarray, np.ndarray, Frame], np.ndarray]
 log = logging.getLogger(__name__)
 
 
@@ -46,15 +47,18 @@ def torch_predictor(model: torch.nn.Module, mean, std) -> Predictor:
 def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 0.1, max_depth: float = 10.0,
                     median_scaling: bool = False, csv_path: Path | None = None, previews_dir: Path | None = None,
                     previews: int = 4, desc: str = "evaluate", confidence: bool = False,
-                    confidence_threshold: float = 0.1) -> dict:
+                    confidence_threshold: float = 0.1, sharpen: Sharpener | None = None) -> dict:
     """Mean metrics over frames with HR ground truth; predictions of another size are resized to the ground truth.
 
     Frames that cannot be read or have no ground truth are skipped and counted by reason in ``skipped`` (with what
     the reader left out when it opened); only when no frame remains is it an error. With ``confidence`` the predictor
     returns (depth, confidence) and the summary gets the frame-averaged sparsification curves under ``confidence``, and
     how often pixels of each confidence had a relative error below ``confidence_threshold`` (the calibration's).
+    ``sharpen(confidence, depth, frame)``: the confidence with the frame's live LR depth, scored likewise under
+    ``confidence_lr_depth`` (and shown in the previews).
     """
     rows, picked, curves, counts = [], [], [], 0.0
+    sharp_curves, sharp_counts = [], 0.0
     skipped = Skipped()  # while scoring (the reader warned about its own when it opened)
     preview_at = set(np.linspace(0, len(frames) - 1, previews).round().astype(int).tolist()) if previews else set()
     for i, frame in scorable_frames(frames, tqdm(range(len(frames)), desc=desc, dynamic_ncols=True), skipped):
@@ -67,9 +71,13 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
         if conf is not None:
             valid = np.isfinite(gt) & (gt >= min_depth) & (gt <= max_depth)
             scored = np.clip(np.nan_to_num(pred[valid], nan=min_depth), min_depth, max_depth)
+            rel_err = np.abs(scored - gt[valid]) / gt[valid]
             curves.append(sparsification(scored, gt[valid], conf[valid]))
-            counts = counts + reliability_counts(np.abs(scored - gt[valid]) / gt[valid], conf[valid],
-                                                 confidence_threshold)
+            counts = counts + reliability_counts(rel_err, conf[valid], confidence_threshold)
+            if sharpen is not None:
+                conf = sharpen(conf, pred, frame)
+                sharp_curves.append(sparsification(scored, gt[valid], conf[valid]))
+                sharp_counts = sharp_counts + reliability_counts(rel_err, conf[valid], confidence_threshold)
         if i in preview_at:
             picked.append(preview_row(frame.color, gt, pred, min_depth, max_depth, conf))
     skipped.warn(log, desc)
@@ -82,6 +90,9 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
     if curves:
         summary["confidence"] = mean_curves(curves)
         summary["confidence"]["reliability"] = reliability(counts, confidence_threshold)
+    if sharp_curves:
+        summary["confidence_lr_depth"] = mean_curves(sharp_curves)
+        summary["confidence_lr_depth"]["reliability"] = reliability(sharp_counts, confidence_threshold)
     if csv_path:
         Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
         with open(csv_path, "w", newline="") as f:
@@ -147,26 +158,48 @@ def run(args) -> None:
     threshold = json.loads(estimator.metadata.get("confidence", "{}")).get("threshold", 0.1)
     summary = evaluate_frames(predict, frames, args.min_depth, args.max_depth, args.median_scaling, args.csv,
                               args.previews, desc=f"evaluate ({estimator.backend})", confidence=args.confidence,
-                              confidence_threshold=threshold)
+                              confidence_threshold=threshold, sharpen=lr_depth_sharpener(estimator, args))
     summary.update({"model": str(args.model or "default"), "backend": estimator.backend, "data": args.data,
                     "factor": factor})
     print(format_table({Path(str(args.model or "default")).name: summary}))
     print(f"frames scored {summary['frames']}, skipped: {summary['skipped'] or 'none'}")
     if args.confidence:
-        c = summary["confidence"]
-        print(f"confidence: AUSE {c['ause']:.4f}, AURG {c['aurg']:.4f} (AbsRel); AbsRel all {c['abs_rel_all']:.4f}, "
-              f"80% most confident {c['abs_rel_kept_80']:.4f} ({c['abs_rel_kept_80'] / c['abs_rel_all'] - 1:+.1%})")
-        r = c["reliability"]
-        print(f"mean confidence {r['mean_confidence']:.3f}; pixels with relative error < {r['threshold']:g}: "
-              f"{r['observed_within_threshold']:.3f}")
+        for key, label in (("confidence", "confidence"), ("confidence_lr_depth", "with the live LR depth")):
+            if key in summary:
+                print_confidence(label, summary[key])
         plot_path = args.confidence_plot or (args.json.with_suffix(".sparsification.png") if args.json else None)
         if plot_path:
             Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
-            plot(c, plot_path)
+            plot(summary["confidence"], plot_path, extra=summary.get("confidence_lr_depth"))
             print(f"sparsification plot: {plot_path}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(summary, indent=2))
+
+
+def lr_depth_sharpener(estimator, args) -> Sharpener | None:
+    """With ``--lr-depth``: the model's live LR depth stage on each frame's LR depth (the logged sensor depth, else
+    the HR ground truth reduced by ``--factor`` as training does)."""
+    from depth_node.sensor_confidence import sensor_stage, sharpen
+
+    if not args.lr_depth:
+        return None
+    stage = sensor_stage(estimator.metadata)
+    if stage is None:
+        raise ValueError(f"{args.model or 'the shipped model'}: its confidence has no live LR depth stage; calibrate "
+                         "it against HR ground truth (`depth-train calibrate-confidence`) and re-export it")
+    data = DataConfig(factor=args.factor, min_depth=args.min_depth, max_depth=args.max_depth)
+    valid_range = (args.min_depth, args.max_depth)
+    return lambda conf, depth, frame: sharpen(conf, depth, lr_supervision(frame, data), valid_range, stage)
+
+
+def print_confidence(label: str, c: dict) -> None:
+    """One evaluated confidence, in two lines."""
+    print(f"{label}: AUSE {c['ause']:.4f}, AURG {c['aurg']:.4f} (AbsRel); AbsRel all {c['abs_rel_all']:.4f}, "
+          f"80% most confident {c['abs_rel_kept_80']:.4f} ({c['abs_rel_kept_80'] / c['abs_rel_all'] - 1:+.1%})")
+    r = c["reliability"]
+    print(f"  mean confidence {r['mean_confidence']:.3f}; pixels with relative error < {r['threshold']:g}: "
+          f"{r['observed_within_threshold']:.3f}")
 
 
 def register(subparsers) -> None:
@@ -183,6 +216,9 @@ def register(subparsers) -> None:
     p.add_argument("--previews", type=Path, help="folder for preview PNGs")
     p.add_argument("--confidence", action="store_true",
                    help="also score the model's confidence: sparsification curves, AUSE, AURG (JSON `confidence`)")
+    p.add_argument("--lr-depth", action="store_true", help="with --confidence: also score it sharpened by each "
+                   "frame's LR depth (logged, else the ground truth reduced by --factor), as the node does with "
+                   "confidence.use_lr_depth (JSON `confidence_lr_depth`)")
     p.add_argument("--confidence-plot", type=Path,
                    help="PNG of the sparsification curves (default with --json: JSON.sparsification.png)")
     p.set_defaults(func=run)

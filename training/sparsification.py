@@ -79,8 +79,9 @@ def mean_curves(per_frame: list[dict[str, dict]], fractions: np.ndarray = FRACTI
             "rmse": summary["rmse"], "frames": len(per_frame), "curve": rows}
 
 
-def plot(summary: dict, path, title: str = "") -> None:
-    """PNG of the AbsRel and RMSE sparsification curves against oracle and random."""
+def plot(summary: dict, path, title: str = "", extra: dict | None = None) -> None:
+    """PNG of the AbsRel and RMSE sparsification curves against oracle and random (``extra``: the confidence
+    sharpened by a live LR depth, on the same pixels)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,11 +94,14 @@ def plot(summary: dict, path, title: str = "") -> None:
         ax.plot(removed, [r[metric] for r in rows], label="confidence", color="tab:blue")
         ax.plot(removed, [r[f"{metric}_oracle"] for r in rows], label="oracle (by true error)", color="tab:green")
         ax.plot(removed, [r[f"{metric}_random"] for r in rows], label="random", color="tab:gray", linestyle="--")
+        if extra:
+            ax.plot(removed, [r[metric] for r in extra["curve"]], label="with the live LR depth", color="tab:orange")
         ax.set_xlabel("fraction of pixels removed (least confident first)")
         ax.set_ylabel(f"{metric} of the remaining pixels" + (" (m)" if metric == "rmse" else ""))
         ax.grid(alpha=0.3)
     axes[0].legend()
-    fig.suptitle(title or f"sparsification, AUSE {summary['ause']:.4f}, AURG {summary['aurg']:.4f} (AbsRel)")
+    with_lr = f"; with the live LR depth {extra['ause']:.4f}, {extra['aurg']:.4f}" if extra else ""
+    fig.suptitle(title or f"sparsification, AUSE {summary['ause']:.4f}, AURG {summary['aurg']:.4f} (AbsRel){with_lr}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
