@@ -311,7 +311,7 @@ class EstimatorNode(Node):
             return decode_depth(msg)
         except ImageDecodeError as error:
             self.stats.count_event("lr_depth_unreadable")
-            self._warn("lr_depth", f"{self.lr_topic}: {error} ({uses})")
+            self._warn("lr_depth_unreadable", f"{self.lr_topic}: {error} ({uses})")
             return None
 
     @staticmethod

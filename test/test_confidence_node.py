@@ -168,6 +168,19 @@ def test_confidence_sharpened_by_a_live_lr_depth(start, models, capfd) -> None:
     assert events == {"no_lr_depth": 1, "confidence_image_only": 1}
     assert "lr_depth: no LR depth within 50.0 ms of the image (confidence image-only)" in capfd.readouterr().err
 
+    unregistered = fill_image(Image(), np.full((15, 15), 2.0, np.float32), "32FC1")  # another aspect ratio
+    undecodable = fill_image(Image(), np.full((15, 20), 7, np.uint8), "mono8")  # not a depth encoding
+    for stamp, bad in ((7, unregistered), (8, undecodable)):
+        bad.header.stamp.sec = stamp
+        h.lr_pub.publish(bad)
+        assert h.spin_until(lambda s=stamp: (h.node.lr_depths.latest() or (0,))[0] == s * 1_000_000_000)
+        np.testing.assert_allclose(received(stamp), own, rtol=1e-5, atol=1e-6)  # published, image-only
+    events = h.node.stats.summary()["events"]
+    assert events == {"no_lr_depth": 1, "confidence_image_only": 3, "lr_depth_unreadable": 1}
+    err = capfd.readouterr().err
+    assert "confidence not sharpened by the LR depth for this frame: LR depth 15x15 does not have the image's" in err
+    assert "unsupported depth encoding 'mono8'" in err and "Traceback" not in err
+
 
 def test_use_lr_depth_needs_a_model_with_the_stage(context, models) -> None:
     with pytest.raises(ValueError, match="confidence.use_lr_depth needs a model whose confidence calibration has a "
