@@ -28,6 +28,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,6 +65,33 @@ def lr_sensor_agreement(depth: torch.Tensor, lr: np.ndarray, valid_range: tuple[
     return -torch.from_numpy(np.where(seen, log_d, fill))[None, None]
 
 
+def load_models(checkpoints: list[str], calibrations: list[str]) -> tuple[list[DeployModel], list[Calibration], Any]:
+    """Each checkpoint with its calibration's confidence head (eval mode), the calibrations, and the last config."""
+    if len(checkpoints) != len(calibrations):
+        raise SystemExit(f"{len(checkpoints)} models but {len(calibrations)} calibrations: give one each")
+    models, fits = [], []
+    for checkpoint, path in zip(checkpoints, calibrations):
+        fits.append(Calibration.from_json(Path(path).read_text()))
+        net, cfg, _ = load_model(checkpoint, "cpu")
+        head = ConfidenceHead(fits[-1], cfg.model.factor)
+        models.append(DeployModel(net.eval(), cfg.model.mean, cfg.model.std, confidence=head).eval())
+    return models, fits, cfg
+
+
+def summary_row(curves: list[dict]) -> dict:
+    """One model's per-frame curves as a table row: AbsRel of all and of the 80% most confident pixels, AURG, AUSE."""
+    c = mean_curves(curves)
+    return {"abs_rel_all": c["abs_rel_all"], "abs_rel_kept_80": c["abs_rel_kept_80"],
+            "change_kept_80": c["abs_rel_kept_80"] / c["abs_rel_all"] - 1, "aurg": c["aurg"], "ause": c["ause"],
+            "curve": [r["abs_rel"] for r in c["curve"]]}
+
+
+def print_row(name: str, rows: list[dict], width: int = 10) -> None:
+    """``name``, then each model's AbsRel change at 80% kept and AURG."""
+    changes = " / ".join(f"{r['change_kept_80']:+.1%}" for r in rows)
+    print(f"{name:<{width}}  {changes:<30}  " + " / ".join(f"{r['aurg']:.4f}" for r in rows))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="held-out frames with HR ground truth, PATH@START:STOP")
@@ -72,17 +100,10 @@ def main() -> None:
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--png", type=Path)
     args = p.parse_args()
-    if len(args.models) != len(args.calibrations):
-        raise SystemExit(f"{len(args.models)} models but {len(args.calibrations)} calibrations: give one each")
     if len(args.models) < 2:
         raise SystemExit("one model: the ensemble row needs the spread of at least two (seeds of one recipe)")
     torch.set_grad_enabled(False)
-
-    models = []
-    for checkpoint, calibration in zip(args.models, args.calibrations):
-        net, cfg, _ = load_model(checkpoint, "cpu")
-        head = ConfidenceHead(Calibration.from_json(Path(calibration).read_text()), cfg.model.factor)
-        models.append(DeployModel(net.eval(), cfg.model.mean, cfg.model.std, confidence=head).eval())
+    models, _, cfg = load_models(args.models, args.calibrations)
     frames = open_frames(args.data, cfg)
     valid_range = (cfg.data.min_depth, cfg.data.max_depth)
     curves: dict[str, list[list[dict]]] = {s: [[] for _ in models] for s in SIGNALS}
@@ -113,21 +134,20 @@ def main() -> None:
 
     results: dict = {"data": args.data, "models": args.models, "calibrations": args.calibrations,
                      "skipped": skipped.as_dict(), "signals": {}}
-    print(f"{'signal':<10}  {'AbsRel change, 80% kept':<28}  AURG")
-    for name in (*SIGNALS, "oracle"):
-        per_model = []
-        for m in range(len(models)):
-            c = mean_curves(curves["model" if name == "oracle" else name][m])
-            kept = c["curve"][AT_20]["abs_rel_oracle"] if name == "oracle" else c["abs_rel_kept_80"]
-            aurg = float(np.mean([r["abs_rel_random"] - r["abs_rel_oracle"] for r in c["curve"]])) \
-                if name == "oracle" else c["aurg"]
-            per_model.append({"abs_rel_all": c["abs_rel_all"], "abs_rel_kept_80": kept,
-                              "change_kept_80": kept / c["abs_rel_all"] - 1, "aurg": aurg,
-                              "curve": [r["abs_rel_oracle" if name == "oracle" else "abs_rel"] for r in c["curve"]]})
-        results["signals"][name] = per_model
-        changes = " / ".join(f"{r['change_kept_80']:+.1%}" for r in per_model)
-        aurgs = " / ".join(f"{r['aurg']:.4f}" for r in per_model)
-        print(f"{name:<10}  {changes:<28}  {aurgs}")
+    print(f"{'signal':<10}  {'AbsRel change, 80% kept':<30}  AURG")
+    for name in SIGNALS:
+        results["signals"][name] = [summary_row(per_model) for per_model in curves[name]]
+        print_row(name, results["signals"][name])
+    oracle = []
+    for per_model in curves["model"]:
+        c = mean_curves(per_model)
+        kept = c["curve"][AT_20]["abs_rel_oracle"]
+        oracle.append({"abs_rel_all": c["abs_rel_all"], "abs_rel_kept_80": kept,
+                       "change_kept_80": kept / c["abs_rel_all"] - 1,
+                       "aurg": float(np.mean([r["abs_rel_random"] - r["abs_rel_oracle"] for r in c["curve"]])),
+                       "curve": [r["abs_rel_oracle"] for r in c["curve"]]})
+    results["signals"]["oracle"] = oracle
+    print_row("oracle", oracle)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1))
     print(f"wrote {args.json}")

@@ -29,13 +29,12 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from confidence_limits import load_models, print_row, summary_row  # noqa: E402
+
 from depth_node.sensor_confidence import sharpen  # noqa: E402
-from training.checkpoint import load_model  # noqa: E402
-from training.confidence import Calibration, ConfidenceHead  # noqa: E402
 from training.datasets import open_frames  # noqa: E402
-from training.export import DeployModel  # noqa: E402
 from training.skipped import Skipped, scorable_frames  # noqa: E402
-from training.sparsification import mean_curves, sparsification  # noqa: E402
+from training.sparsification import sparsification  # noqa: E402
 from training.training_pairs import lr_supervision  # noqa: E402
 
 # name -> (sigma, dropout, bias) of the LR depth; None: the image-only confidence
@@ -62,19 +61,12 @@ def main() -> None:
     p.add_argument("--calibrations", nargs="+", required=True, help="each model's calibration JSON, with the stage")
     p.add_argument("--json", type=Path, required=True)
     args = p.parse_args()
-    if len(args.models) != len(args.calibrations):
-        raise SystemExit(f"{len(args.models)} models but {len(args.calibrations)} calibrations: give one each")
     torch.set_grad_enabled(False)
-    models, stages, thresholds = [], [], []
-    for checkpoint, path in zip(args.models, args.calibrations):
-        calibration = Calibration.from_json(Path(path).read_text())
+    models, calibrations, cfg = load_models(args.models, args.calibrations)
+    for path, calibration in zip(args.calibrations, calibrations):
         if calibration.lr_depth is None:
             raise SystemExit(f"{path}: no live LR depth stage (calibrate against HR ground truth)")
-        net, cfg, _ = load_model(checkpoint, "cpu")
-        models.append(DeployModel(net.eval(), cfg.model.mean, cfg.model.std,
-                                  confidence=ConfidenceHead(calibration, cfg.model.factor)).eval())
-        stages.append(calibration.lr_depth)
-        thresholds.append(calibration.threshold)
+    stages, thresholds = [c.lr_depth for c in calibrations], [c.threshold for c in calibrations]
     frames = open_frames(args.data, cfg)
     valid_range = (cfg.data.min_depth, cfg.data.max_depth)
     curves: dict[str, list[list[dict]]] = {name: [[] for _ in models] for name in SENSORS}
@@ -101,19 +93,14 @@ def main() -> None:
 
     results: dict = {"data": args.data, "models": args.models, "calibrations": args.calibrations,
                      "skipped": skipped.as_dict(), "sensors": {}}
-    print(f"{'LR depth':<20}  {'AbsRel change, 80% kept':<30}  {'AURG':<26}  mean confidence (observed)")
+    print(f"{'LR depth':<20}  {'AbsRel change, 80% kept':<30}  AURG")
     for name, sensor in SENSORS.items():
-        rows = []
-        for per_model, (n, confidence, within) in zip(curves[name], sums[name]):
-            c = mean_curves(per_model)
-            rows.append({"abs_rel_all": c["abs_rel_all"], "abs_rel_kept_80": c["abs_rel_kept_80"],
-                         "change_kept_80": c["abs_rel_kept_80"] / c["abs_rel_all"] - 1, "aurg": c["aurg"],
-                         "ause": c["ause"], "mean_confidence": confidence / n, "observed_within": within / n})
+        rows = [{**summary_row(per_model), "mean_confidence": confidence / n, "observed_within": within / n}
+                for per_model, (n, confidence, within) in zip(curves[name], sums[name])]
         results["sensors"][name] = {"sigma_dropout_bias": sensor, "per_model": rows}
-        changes = " / ".join(f"{r['change_kept_80']:+.1%}" for r in rows)
-        aurgs = " / ".join(f"{r['aurg']:.4f}" for r in rows)
-        means = " / ".join(f"{r['mean_confidence']:.2f} ({r['observed_within']:.2f})" for r in rows)
-        print(f"{name:<20}  {changes:<30}  {aurgs:<26}  {means}")
+        print_row(name, rows, 20)
+        print(" " * 22 + "mean confidence (observed within the threshold): " +
+              " / ".join(f"{r['mean_confidence']:.2f} ({r['observed_within']:.2f})" for r in rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1))
     print(f"wrote {args.json}")
