@@ -163,6 +163,15 @@ def test_confidence_sharpened_by_a_live_lr_depth(start, models, capfd) -> None:
     assert confidence[:, :30].mean() < confidence[:, 50:].mean() - 0.1  # left: the sensor says it is wrong
     assert not np.allclose(confidence, own, atol=1e-3)
 
+    limit = float(np.median(expect))  # min_confidence masks with the sharpened values
+    assert h.node.set_parameters([Parameter("min_confidence", value=limit)])[0].successful
+    lr_msg.header.stamp.sec = 2
+    h.lr_pub.publish(lr_msg)
+    assert h.spin_until(lambda: (h.node.lr_depths.latest() or (0,))[0] == 2_000_000_000)
+    depth = decode_depth(h.send(raw_image(image, 2), camera_info(60, 80, 2)))
+    np.testing.assert_array_equal(np.isnan(depth), expect < limit)
+    assert h.node.set_parameters([Parameter("min_confidence", value=0.0)])[0].successful
+
     np.testing.assert_allclose(received(5), own, rtol=1e-5, atol=1e-6)  # no LR depth near stamp 5: image-only
     events = h.node.stats.summary()["events"]
     assert events == {"no_lr_depth": 1, "confidence_image_only": 1}
