@@ -126,6 +126,9 @@ def test_evaluate_confidence_writes_curves_and_plot(calibrated: Path, redkitchen
     command = [*run.args, "--lr-depth"]
     refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "its confidence has no live LR depth stage" in refused.stderr
+    command.remove("--confidence")
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "--lr-depth sharpens the confidence: give --confidence too" in refused.stderr
 
 
 def test_evaluate_scores_the_confidence_sharpened_by_the_lr_depth(redkitchen: Path, tmp_path: Path) -> None:
@@ -163,6 +166,8 @@ def test_calibrate_chooses_the_signal_set_on_held_out_frames_or_takes_the_given_
     assert given.features == ("edge",) and given.selected_on == "given" and set(given_scores) == {"edge",
                                                                                                   "edge+lr_depth"}
     assert given.lr_depth.window == 5 and Calibration.from_json(given.to_json()) == given
+    with pytest.raises(ValueError, match="window must be at least 1 LR footprint, got 0"):
+        calibrate(checkpoint, data, sensor_window=0)
 
 
 def test_calibrate_cli_fits_on_real_frames_and_export_bakes_it_in(redkitchen: Path, tmp_path: Path) -> None:

@@ -253,6 +253,8 @@ def calibrate(checkpoint: Path, data: str, threshold: float = 0.1, pixels_per_fr
     would be judged against itself). Returns the calibration and each candidate's AURG."""
     from .checkpoint import load_model
 
+    if sensor_window < 1:
+        raise ValueError(f"the live LR depth window must be at least 1 LR footprint, got {sensor_window}")
     net, cfg, _ = load_model(checkpoint, "cpu")
     candidates = [features] if features else CANDIDATES
     fit_on = collect(net, cfg, data, pixels_per_frame, frames_stride, reference, sensor_window=sensor_window)

@@ -184,6 +184,8 @@ def lr_depth_sharpener(estimator, args) -> Sharpener | None:
 
     if not args.lr_depth:
         return None
+    if not args.confidence:
+        raise ValueError("--lr-depth sharpens the confidence: give --confidence too")
     stage = sensor_stage(estimator.metadata)
     if stage is None:
         raise ValueError(f"{args.model or 'the shipped model'}: its confidence has no live LR depth stage; calibrate "
