@@ -65,3 +65,13 @@ def test_stage_round_trips_through_the_export_metadata() -> None:
     assert sensor_stage({}) is None
     with pytest.raises(ValueError, match="need two weights"):
         SensorStage.from_dict({"weights": [1.0], "bias": 0.0})
+
+
+def test_a_sensor_of_another_resolution_non_integer_factor() -> None:
+    depth = np.full((60, 80), 2.0, np.float32)  # a 18x24 sensor: 3.33 image pixels per reading
+    lr = np.full((18, 24), 2.0, np.float32)
+    lr[:, 12:] = 2.5  # its right half reads 20% further
+    out = sharpen(np.full((60, 80), 0.7, np.float32), depth, lr, RANGE, SensorStage((1.0, -1.0), -3.0))
+    assert out.shape == (60, 80) and out[:, :35].min() > 0.99 and out[:, 45:].max() < 0.5
+    with pytest.raises(ValueError, match="does not have the image's aspect ratio"):
+        log_disagreement(depth, np.full((18, 18), 2.0, np.float32), RANGE)
