@@ -104,6 +104,9 @@ class EstimatorNode(Node):
             image_type = CompressedImage
         self.info_topic = self.resolve_topic_name("camera_info")
         self.lr_topic = self.resolve_topic_name("lr_depth")
+        # what a frame without its LR depth gets (both uses are fixed at start)
+        uses = (("scale kept", p.scale_align_enabled), ("confidence image-only", p.confidence_use_lr_depth))
+        self._without_lr = ", ".join(what for what, on in uses if on)
         setting, depth = p.qos_input_reliability, p.qos_input_depth
         self.inputs = {"image": InputSubscription(self, image_type, self.image_topic, self._on_image, setting, depth),
                        "camera_info": InputSubscription(self, CameraInfo, self.info_topic, self._on_camera_info,
@@ -295,9 +298,6 @@ class EstimatorNode(Node):
 
     def _lr_depth(self, stamp: int) -> Any:
         """The frame's LR depth in metres, or None after counting and saying why there is none."""
-        uses = "scale kept" if self.pipeline.aligner is not None else ""
-        if self.pipeline.lr_valid_range is not None:
-            uses += (", " if uses else "") + "confidence image-only"
         latest = self.lr_depths.latest()
         publishing = latest is not None and abs(latest[0] - stamp) < 1e9  # a silent sensor costs no wait
         msg = self.lr_depths.match(stamp, int(self.params.lr_depth_tolerance_ms * 1e6),
@@ -305,13 +305,13 @@ class EstimatorNode(Node):
         if msg is None:
             self.stats.count_event("no_lr_depth")
             self._warn("lr_depth", f"{self.lr_topic}: no LR depth within {self.params.lr_depth_tolerance_ms} ms of "
-                       f"the image ({uses})")
+                       f"the image ({self._without_lr})")
             return None
         try:
             return decode_depth(msg)
         except ImageDecodeError as error:
             self.stats.count_event("lr_depth_unreadable")
-            self._warn("lr_depth_unreadable", f"{self.lr_topic}: {error} ({uses})")
+            self._warn("lr_depth_unreadable", f"{self.lr_topic}: {error} ({self._without_lr})")
             return None
 
     @staticmethod

@@ -1,4 +1,5 @@
-"""`bench/budget_plot.py` on the committed validation runs of the recipe: it draws them, and says which rows it left out."""
+"""`bench/budget_plot.py` on the committed validation runs of the recipe: it draws them, and says which rows it left
+out."""
 
 from __future__ import annotations
 

@@ -128,7 +128,8 @@ def test_dropped_late_and_corrupt_messages_are_counted(tmp_path, caplog):
     assert decode == [f"{bag}: skipped 2 frames: color decode error (000005: color 'bgr8; jpeg compressed bgr8': not "
                       f"a decodable JPEG/PNG (25 bytes), 000008: corrupt message)"]
     # opened again later (a cached extraction), the set still counts what extraction left out, per block
-    reasons = "not extracted (2 color decode error, 1 no color camera_info, 2 no depth within tolerance in summary.json)"
+    reasons = ("not extracted (2 color decode error, 1 no color camera_info, 2 no depth within tolerance in "
+               "summary.json)")
     assert ExtractedSet(tmp_path / "out").skipped.as_dict() == {reasons: 5}
     assert skipped_of(open_frames(f"{tmp_path / 'out'}@0:5")).as_dict() == {reasons: 1}  # frame 2
 
