@@ -180,13 +180,13 @@ def run(args) -> None:
 def lr_depth_sharpener(estimator, args) -> Sharpener | None:
     """With ``--lr-depth``: the model's live LR depth stage on each frame's LR depth (the logged sensor depth, else
     the HR ground truth reduced by ``--factor`` as training does)."""
-    from depth_node.sensor_confidence import sensor_stage, sharpen
+    from depth_node.sensor_confidence import sharpen
 
     if not args.lr_depth:
         return None
     if not args.confidence:
         raise ValueError("--lr-depth sharpens the confidence: give --confidence too")
-    stage = sensor_stage(estimator.metadata)
+    stage = estimator.sensor_stage
     if stage is None:
         raise ValueError(f"{args.model or 'the shipped model'}: its confidence has no live LR depth stage; calibrate "
                          "it against HR ground truth (`depth-train calibrate-confidence`) and re-export it")
