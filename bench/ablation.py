@@ -186,7 +186,8 @@ def main() -> None:
     comparisons, default = {}, default_row()
     pairs = [p for p in (*COMPARISONS, (default, "upsampled-lr")) if p[0] in results and p[1] in results]
     pairs = list(dict.fromkeys(pairs))
-    pairs += [(name, args.baseline) for name in rows if name not in ROWS and {name, args.baseline} <= results.keys()]
+    pairs += [(name, args.baseline) for name in rows
+              if name not in ROWS and name != args.baseline and {name, args.baseline} <= results.keys()]
     for a, b in pairs:
         shared = sorted(set(results[a]["seed_list"]) & set(results[b]["seed_list"]))
         values = [np.array([[r["abs_rel"] for r in results[n]["_frames"][s]] for s in shared]) for n in (a, b)]
