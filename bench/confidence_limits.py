@@ -86,6 +86,15 @@ def summary_row(curves: list[dict]) -> dict:
             "curve": [r["abs_rel"] for r in c["curve"]]}
 
 
+def start_results(args: argparse.Namespace, skipped: Skipped, scored: bool, desc: str, key: str) -> dict:
+    """Warn about the frames that could not be scored, refuse when none was, and start the results JSON."""
+    skipped.warn(logging.getLogger(desc), desc)
+    if not scored:
+        raise SystemExit(f"{args.data}: no frame with HR ground truth ({'; '.join(skipped.lines())})")
+    return {"data": args.data, "models": args.models, "calibrations": args.calibrations,
+            "skipped": skipped.as_dict(), key: {}}
+
+
 def print_row(name: str, rows: list[dict], width: int = 10) -> None:
     """``name``, then each model's AbsRel change at 80% kept and AURG."""
     changes = " / ".join(f"{r['change_kept_80']:+.1%}" for r in rows)
@@ -128,12 +137,7 @@ def main() -> None:
             for name, score in ranked.items():
                 curves[name][m].append(sparsification(pred[0, 0].numpy()[valid], gt[valid],
                                                       score[0, 0].numpy()[valid]))
-    skipped.warn(logging.getLogger("confidence_limits"), "confidence limits")
-    if not curves["model"][0]:
-        raise SystemExit(f"{args.data}: no frame with HR ground truth ({'; '.join(skipped.lines())})")
-
-    results: dict = {"data": args.data, "models": args.models, "calibrations": args.calibrations,
-                     "skipped": skipped.as_dict(), "signals": {}}
+    results = start_results(args, skipped, bool(curves["model"][0]), "confidence limits", "signals")
     print(f"{'signal':<10}  {'AbsRel change, 80% kept':<30}  AURG")
     for name in SIGNALS:
         results["signals"][name] = [summary_row(per_model) for per_model in curves[name]]

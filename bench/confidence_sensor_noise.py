@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from confidence_limits import load_models, print_row, summary_row  # noqa: E402
+from confidence_limits import load_models, print_row, start_results, summary_row  # noqa: E402
 
 from depth_node.sensor_confidence import sharpen  # noqa: E402
 from training.datasets import open_frames  # noqa: E402
@@ -87,12 +86,7 @@ def main() -> None:
                                                                    valid_range, stage)
                 curves[name][m].append(sparsification(pred, gt[valid], ranked[valid]))
                 sums[name][m] += (within.size, float(ranked[valid].sum()), int(within.sum()))
-    skipped.warn(logging.getLogger("confidence_sensor_noise"), "sensor noise")
-    if not curves["image only"][0]:
-        raise SystemExit(f"{args.data}: no frame with HR ground truth ({'; '.join(skipped.lines())})")
-
-    results: dict = {"data": args.data, "models": args.models, "calibrations": args.calibrations,
-                     "skipped": skipped.as_dict(), "sensors": {}}
+    results = start_results(args, skipped, bool(curves["image only"][0]), "sensor noise", "sensors")
     print(f"{'LR depth':<20}  {'AbsRel change, 80% kept':<30}  AURG")
     for name, sensor in SENSORS.items():
         rows = [{**summary_row(per_model), "mean_confidence": confidence / n, "observed_within": within / n}
