@@ -214,3 +214,16 @@ def test_calibrate_on_a_robot_log_uses_its_lr_depth_as_the_dataset_uses_down_hr(
         calibrate(checkpoint, f"{redkitchen_bag}@700:800")
     with pytest.raises(ValueError, match="reference 'sensor'"):
         Calibration.from_json(json.dumps({**json.loads(calibration.to_json()), "reference": "sensor"}))
+
+
+def test_a_broken_live_lr_depth_stage_is_named_by_evaluate(redkitchen: Path, tmp_path: Path) -> None:
+    from test_confidence_node import STAGE, tiny_checkpoint
+
+    checkpoint = tiny_checkpoint(tmp_path, calibrated=True, stage=STAGE)
+    broken = {**json.loads(calibration_path(checkpoint).read_text()), "lr_depth": {"weights": [1.0], "bias": 0.0}}
+    calibration_path(checkpoint).write_text(json.dumps(broken))
+    run = subprocess.run([sys.executable, "-m", "depth_node_training.cli", "evaluate", "--model", str(checkpoint),
+                          "--backend", "torch", "--data", f"{redkitchen}@500:501", "--confidence", "--lr-depth"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
+    assert f"{calibration_path(checkpoint)}: not a confidence calibration (lr_depth stage: need two weights" in run.stderr

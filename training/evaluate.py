@@ -143,8 +143,9 @@ def run(args) -> None:
     except (FileNotFoundError, ImportError):
         raise
     except Exception as err:  # a damaged or foreign file fails in whatever way its loader does
-        raise ValueError(f"{args.model or 'the shipped model'}: cannot be loaded as a model ({type(err).__name__}); "
-                         f"damaged, truncated, or not a depth_node checkpoint, ONNX model or TensorRT engine") from err
+        cause = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"  # e.g. a broken calibration beside it
+        raise ValueError(f"{args.model or 'the shipped model'}: cannot be loaded as a model ({cause}); damaged, "
+                         "truncated, or not a depth_node checkpoint, ONNX model or TensorRT engine") from err
     factor = args.factor
     if args.confidence and not estimator.has_confidence:
         raise ValueError(f"{args.model or 'the shipped model'}: has no confidence output; calibrate it "
