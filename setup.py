@@ -13,7 +13,8 @@ PACKAGE = "depth_node"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=[PACKAGE, f"{PACKAGE}.backends", "depth_node_training", "depth_node_training.logs"],
+    packages=[PACKAGE, f"{PACKAGE}.backends", f"{PACKAGE}.network", "depth_node_training", "depth_node_training.logs",
+              "depth_node_training.learning", "depth_node_training.evaluation", "depth_node_training.deployment"],
     package_dir={"depth_node_training": "training"},
     package_data={PACKAGE: ["models/*.pt", "models/*.onnx", "models/*.json", "models/*.yaml", "models/*.md"],
                   "depth_node_training": ["configs/*.yaml"]},
@@ -48,7 +49,7 @@ setup(
             "depth-train = depth_node_training.cli:main",
             "depth-engine = depth_node.engine_build:main",
             "build_engine = depth_node.engine_build:main",
-            "depth-demo = depth_node.demo:main",
+            "depth-demo = depth_node_training.demo:main",
         ],
     },
 )

@@ -27,14 +27,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from depth_node_training.checkpoint import config_changes, load_model, read_checkpoint
 from depth_node_training.config import load_config
-from depth_node_training.datasets import open_frames
-from depth_node_training.evaluate import evaluate_frames, torch_predictor
-from depth_node_training.metrics import METRICS
-from depth_node_training.reduce import lr_size
-from depth_node_training.statistics import block_means, paired_bootstrap
-from depth_node_training.train import fit
+from depth_node_training.evaluation.evaluate import evaluate_frames, torch_predictor
+from depth_node_training.evaluation.metrics import METRICS
+from depth_node_training.evaluation.statistics import block_means, paired_bootstrap
+from depth_node_training.learning.checkpoint import config_changes, load_model
+from depth_node_training.learning.datasets import open_frames
+from depth_node_training.learning.train import fit
+
+from depth_node.network.checkpoint import read_checkpoint
+from depth_node.network.reduce import lr_size
 
 ROWS = {
     "lr-only": ["loss.w_hr=0", "loss.w_cons=0", "loss.w_affinity=0"],

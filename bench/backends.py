@@ -35,18 +35,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from depth_node_training.checkpoint import load_model, save_checkpoint
 from depth_node_training.config import load_config
-from depth_node_training.export import DeployModel
-from depth_node_training.networks import DepthEstimator
+from depth_node_training.learning.checkpoint import load_model, save_checkpoint
 from torch.utils.flop_counter import FlopCounterMode
 
 from depth_node.default_model import MODEL_DIR
 from depth_node.estimator import BACKENDS, load_estimator, unavailable_reason
+from depth_node.network.deploy_model import DeployModel
+from depth_node.network.depth_estimator import DepthEstimator
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "redkitchen"
 FRAME = DATA / "frame-000000.color.jpg"
-# name: depth_node_training.quantize.quantize keyword arguments
+# name: depth_node_training.deployment.quantize.quantize keyword arguments
 INT8_VARIANTS = {
     "uint8 activations (default)": {},
     "int8 symmetric (--symmetric, TensorRT)": {"symmetric": True},
@@ -153,9 +153,9 @@ def format_rows(rows: list[dict]) -> str:
 
 def int8_comparison(onnx_path: Path, image: np.ndarray, iters: int, tmp: Path, calib_frames: int) -> dict:
     """AbsRel on held-out frames and interleaved 640x480 latency of fp32 vs each INT8 variant (ONNX Runtime CPU)."""
-    from depth_node_training.datasets import open_frames
-    from depth_node_training.evaluate import evaluate_frames
-    from depth_node_training.quantize import quantize
+    from depth_node_training.deployment.quantize import quantize
+    from depth_node_training.evaluation.evaluate import evaluate_frames
+    from depth_node_training.learning.datasets import open_frames
 
     calib, held_out = f"{DATA}@0:400", open_frames(f"{DATA}@500:600")
     models = {"fp32": onnx_path}
@@ -218,7 +218,7 @@ def main_int8(args: argparse.Namespace, image: np.ndarray) -> None:
 
 def confidence_cost(checkpoint: Path, image: np.ndarray, iters: int, threads: int, tmp: Path) -> dict:
     """Median ms per ``Estimator`` call (pre/post-processing included), interleaved, of the three ways above."""
-    from depth_node_training.export import export_onnx
+    from depth_node_training.deployment.export import export_onnx
 
     from depth_node.backends.onnxruntime_backend import OnnxRuntimeBackend
     from depth_node.estimator import Estimator

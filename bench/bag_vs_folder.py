@@ -16,12 +16,14 @@ import shutil
 import time
 from pathlib import Path
 
-from depth_node_training.checkpoint import load_model, read_checkpoint
 from depth_node_training.config import load_config
-from depth_node_training.datasets import open_frames
-from depth_node_training.evaluate import evaluate_frames, format_table, torch_predictor
+from depth_node_training.evaluation.evaluate import evaluate_frames, format_table, torch_predictor
+from depth_node_training.learning.checkpoint import load_model
+from depth_node_training.learning.datasets import open_frames
+from depth_node_training.learning.train import fit
 from depth_node_training.logs.extract import extract
-from depth_node_training.train import fit
+
+from depth_node.network.checkpoint import read_checkpoint
 
 
 def main() -> None:

@@ -26,25 +26,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from depth_node_training.evaluation.sparsification import FRACTIONS, mean_curves, sparsification
+from depth_node_training.learning.checkpoint import load_model
+from depth_node_training.learning.datasets import open_frames
+from depth_node_training.learning.training_pairs import lr_supervision
+from depth_node_training.skipped import Skipped, scorable_frames
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from depth_node.sensor_confidence import WINDOW as SENSOR_WINDOW  # noqa: E402
-from depth_node.sensor_confidence import log_disagreement  # noqa: E402
-from training.checkpoint import load_model  # noqa: E402
-from training.confidence import Calibration, ConfidenceHead, resize, window_mean  # noqa: E402
-from training.datasets import open_frames  # noqa: E402
-from training.export import DeployModel  # noqa: E402
-from training.reduce import area_mean  # noqa: E402
-from training.skipped import Skipped, scorable_frames  # noqa: E402
-from training.sparsification import FRACTIONS, mean_curves, sparsification  # noqa: E402
-from training.training_pairs import lr_supervision  # noqa: E402
+from depth_node.network.confidence_head import Calibration, ConfidenceHead, resize, window_mean
+from depth_node.network.deploy_model import DeployModel
+from depth_node.network.reduce import area_mean
+from depth_node.sensor_confidence import WINDOW as SENSOR_WINDOW
+from depth_node.sensor_confidence import log_disagreement
 
 SIGNALS = ("model", "ensemble", "lr_sensor", "oracle_lr")
 LABELS = {"model": "model (its own confidence)", "ensemble": "ensemble (spread of the models)",

@@ -27,14 +27,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from confidence_limits import load_models, print_row, start_results, summary_row  # noqa: E402
+from depth_node_training.evaluation.sparsification import sparsification  # noqa: E402
+from depth_node_training.learning.datasets import open_frames  # noqa: E402
+from depth_node_training.learning.training_pairs import lr_supervision  # noqa: E402
+from depth_node_training.skipped import Skipped, scorable_frames  # noqa: E402
 
 from depth_node.sensor_confidence import sharpen  # noqa: E402
-from training.datasets import open_frames  # noqa: E402
-from training.skipped import Skipped, scorable_frames  # noqa: E402
-from training.sparsification import sparsification  # noqa: E402
-from training.training_pairs import lr_supervision  # noqa: E402
 
 # name -> (sigma, dropout, bias) of the LR depth; None: the image-only confidence
 SENSORS: dict[str, tuple[float, float, float] | None] = {

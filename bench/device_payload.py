@@ -55,7 +55,8 @@ def _pack_depth(args: tuple[Path, Path]) -> tuple[str, str, list[int]]:
 
 def pack(src: Path, dst: Path) -> None:
     import torch
-    from depth_node_training.networks import imagenet_weights
+
+    from depth_node.network.depth_estimator import imagenet_weights
 
     colors = sorted(src.glob("frame-*.color.jpg"))
     if not colors:

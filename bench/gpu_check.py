@@ -116,13 +116,13 @@ def gpu_paths(checkpoint: Path, onnx: Path, work: Path, calib: str) -> dict[str,
             if p == "fp16":
                 if importlib.util.find_spec("torch") is None:
                     raise RuntimeError("an fp16 export needs torch (`depth-train export --precision fp16`)")
-                from depth_node_training.export import export_onnx
+                from depth_node_training.deployment.export import export_onnx
 
                 meta = load_estimator(str(onnx), "onnxruntime").metadata
                 model = export_onnx(str(checkpoint), work / "model.fp16.onnx", int(meta["input_height"]),
                                     int(meta["input_width"]), precision="fp16")
             elif p == "int8":
-                from depth_node_training.quantize import quantize
+                from depth_node_training.deployment.quantize import quantize
 
                 model = quantize(onnx, calib, work / "model.int8.onnx", 32, symmetric=True)
             runner = TensorRTBackend(cached_engine(model, work))

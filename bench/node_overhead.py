@@ -49,7 +49,7 @@ K = [585.0, 0.0, 320.0, 0.0, 585.0, 240.0, 0.0, 0.0, 1.0]
 
 def onnx_model(path: str | None, workdir: Path) -> tuple[Path, str]:
     """An ONNX model at 640x480 and what it is."""
-    from depth_node_training.export import export_onnx
+    from depth_node_training.deployment.export import export_onnx
 
     if path and path.endswith(".onnx"):
         return Path(path), path
@@ -61,9 +61,10 @@ def onnx_model(path: str | None, workdir: Path) -> tuple[Path, str]:
         source = str(default) if default.exists() else None
     if source is None:
         import torch
-        from depth_node_training.checkpoint import save_checkpoint
         from depth_node_training.config import load_config
-        from depth_node_training.networks import DepthEstimator
+        from depth_node_training.learning.checkpoint import save_checkpoint
+
+        from depth_node.network.depth_estimator import DepthEstimator
 
         cfg = load_config(None, ["model.pretrained=false"])
         torch.manual_seed(0)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from depth_node.backends.nvidia import machine_key, require_gpu, tensorrt, tensorrt_major
-from depth_node.estimator import cache_dir, file_sha256, onnx_metadata
+from depth_node.model_files import cache_dir, file_sha256, onnx_metadata
 
 PRECISIONS = ("fp32", "fp16", "int8")
 WORKSPACE_GIB = 2.0

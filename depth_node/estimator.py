@@ -3,7 +3,7 @@
 ``load_estimator`` picks the backend (``auto``: TensorRT, then ONNX Runtime, then PyTorch, the first that is installed
 and can run the model) and ``Estimator.infer`` does the same pre/post-processing for all of them, so every backend is
 measured on the same data with the same code around it. ``Estimator.infer_with_confidence`` also returns the model's
-confidence map (models exported with a ``confidence`` output, see ``depth_node_training.confidence``), resized the
+confidence map (models exported with a ``confidence`` output, see ``depth_node.network.confidence_head``), resized the
 same way; ``infer`` does not ask for it (PyTorch skips it and ONNX Runtime runs the graph cut down to the depth; a
 TensorRT engine computes it anyway and only its download is saved).
 
@@ -18,25 +18,20 @@ Importing this module imports neither torch nor onnxruntime nor tensorrt: each b
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from .model_files import ONNX_SUFFIX, cache_dir, file_sha256, model_kind, onnx_metadata
 from .sensor_confidence import sensor_stage
 
 BACKENDS = ("tensorrt", "onnxruntime", "torch")  # the order ``auto`` tries
 ENCODINGS = ("rgb8", "bgr8")
-CHECKPOINT_SUFFIXES = (".pt", ".pth")
-ONNX_SUFFIX = ".onnx"
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-
 log = logging.getLogger(__name__)
 
 
@@ -46,7 +41,7 @@ class Backend(Protocol):
     name: str
     device: str  # where it runs, e.g. "cpu", "cuda:0 (NVIDIA H100)", "CUDAExecutionProvider"
     input_size: tuple[int, int] | None  # fixed (height, width) of the model, None when it takes any size
-    metadata: dict[str, str]  # the export metadata (see depth_node_training.export.deployment_metadata)
+    metadata: dict[str, str]  # the export metadata (see depth_node.network.deploy_model.deployment_metadata)
     providers: list[str]  # what actually runs it, e.g. ["CUDAExecutionProvider", "CPUExecutionProvider"]
     precision: str  # what it computes in, e.g. "fp32", "fp16 (TensorRT EP trt_fp16_enable)", "int8 (Q/DQ)"
 
@@ -95,7 +90,7 @@ class Estimator:
 
     def infer_with_confidence(self, image: np.ndarray, encoding: str = "rgb8"
                               ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-        """As ``infer``, plus the HxW float32 confidence in [0, 1] (see ``depth_node_training.confidence``: the
+        """As ``infer``, plus the HxW float32 confidence in [0, 1] (see ``depth_node.network.confidence_head``: the
         probability that the pixel's relative depth error is below the calibration's threshold). ValueError when the
         model has no confidence output."""
         if not self.has_confidence:
@@ -161,53 +156,6 @@ def resize_depth(depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(depth, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def cache_dir(engine_cache_dir: str | None = None) -> Path:
-    """Where exported ONNX files and built engines are kept: the argument, $DEPTH_NODE_CACHE or ~/.cache/depth_node."""
-    if engine_cache_dir:
-        return Path(engine_cache_dir).expanduser()
-    if os.environ.get("DEPTH_NODE_CACHE"):
-        return Path(os.environ["DEPTH_NODE_CACHE"]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "depth_node"
-
-
-def file_sha256(path: str | Path) -> str:
-    """Content hash for cache keys: a re-exported or retrained model never reuses a stale export or engine."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def onnx_metadata(onnx_path: str | Path) -> dict[str, str]:
-    """The ``metadata_props`` of an ONNX file (input size, mean/std, depth range, ...; see ``depth-train export``)."""
-    try:
-        import onnx
-    except ImportError:
-        try:
-            import onnxruntime
-        except ImportError as error:
-            raise ImportError("reading an ONNX model's metadata needs `pip install onnx` (or onnxruntime)") from error
-        session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        return dict(session.get_modelmeta().custom_metadata_map)
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
-
-
-def model_kind(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix in CHECKPOINT_SUFFIXES:
-        return "checkpoint"
-    if suffix == ONNX_SUFFIX:
-        return "onnx"
-    if suffix in ENGINE_SUFFIXES:
-        return "engine"
-    raise ValueError(f"model {path}: unknown file type {suffix!r}; expected a checkpoint "
-                     f"({', '.join(CHECKPOINT_SUFFIXES)}), an ONNX model (.onnx) or a TensorRT engine "
-                     f"({', '.join(ENGINE_SUFFIXES)})")
-
-
 def _backend_module(name: str):
     return importlib.import_module(f"depth_node.backends.{name}_backend")
 
@@ -237,35 +185,29 @@ def _candidates(kind: str, backend: str) -> list[str]:
     return [backend]
 
 
-def onnx_for_checkpoint(checkpoint: Path, cache: Path, input_size: tuple[int, int] | None) -> Path:
-    """The checkpoint as ONNX: an export shipped beside it (``model.onnx`` next to ``model.pt``, recording the
-    checkpoint's hash), else one exported once into the cache per checkpoint content and size (this needs torch)."""
-    sha = file_sha256(checkpoint)
+def onnx_for_checkpoint(checkpoint: Path, input_size: tuple[int, int] | None) -> Path:
+    """The checkpoint's ONNX export shipped beside it (``model.onnx`` next to ``model.pt``, recording the checkpoint's
+    hash, at the size asked for). Without one, RuntimeError with the command that writes it: exporting needs the
+    training package, which the runtime never imports (``auto`` then runs the checkpoint on PyTorch)."""
     sibling = checkpoint.with_suffix(ONNX_SUFFIX)
     if sibling.exists():
         meta = onnx_metadata(sibling)
         size = (int(meta.get("input_height", 0)), int(meta.get("input_width", 0)))
-        if meta.get("source_sha256") == sha and input_size in (None, size):
+        if meta.get("source_sha256") == file_sha256(checkpoint) and input_size in (None, size):
             return sibling
-    size_tag = "default" if input_size is None else "{}x{}".format(*input_size)
-    onnx_path = cache / f"{checkpoint.stem}-{sha[:16]}-{size_tag}.onnx"
-    if not onnx_path.exists():
-        if importlib.util.find_spec("torch") is None:
-            raise ImportError(f"model {checkpoint} is a PyTorch checkpoint: exporting it to ONNX needs torch "
-                              "(`pip install torch`), or pass an exported .onnx / .engine file instead")
-        from depth_node_training.export import export_onnx
-
-        log.info("exporting %s to %s", checkpoint, onnx_path)
-        h, w = input_size if input_size is not None else (None, None)
-        export_onnx(str(checkpoint), onnx_path, h, w, dynamic=False)
-    return onnx_path
+        why = f"{sibling} was exported from another checkpoint or at another size"
+    else:
+        why = f"no {sibling.name} beside it"
+    size_args = "" if input_size is None else " --height {} --width {}".format(*input_size)
+    raise RuntimeError(f"model {checkpoint} is a PyTorch checkpoint and {why}: export it with `depth-train export "
+                       f"--model {checkpoint} --onnx {sibling}{size_args}`, or run it on backend torch")
 
 
 def _open(backend: str, kind: str, path: Path, cache: Path, input_size: tuple[int, int] | None) -> Backend:
     if backend == "torch":
         return _backend_module("torch").TorchBackend(path)
     if kind == "checkpoint":
-        path, kind = onnx_for_checkpoint(path, cache, input_size), "onnx"
+        path, kind = onnx_for_checkpoint(path, input_size), "onnx"
     if backend == "onnxruntime":
         return _backend_module("onnxruntime").OnnxRuntimeBackend(path, cache)
     if kind == "onnx":
@@ -296,8 +238,9 @@ def load_estimator(model: str | None = None, backend: str = "auto", engine_cache
     """Load ``model`` (.pt checkpoint, .onnx, or TensorRT .engine; None: the package's default model) on ``backend``.
 
     ``auto`` tries TensorRT, ONNX Runtime, then PyTorch, skipping those not installed or unable to run this file
-    (and, with a warning, one that fails to load). A checkpoint on ONNX Runtime or TensorRT is exported to ONNX in the
-    cache dir first, and an ONNX model on TensorRT is built into an engine there (``depth_node.engine_build``), keyed by
+    (and, with a warning, one that fails to load). A checkpoint on ONNX Runtime or TensorRT runs through the ONNX
+    export shipped beside it (``onnx_for_checkpoint``), and an ONNX model on TensorRT is built into an engine in the
+    cache dir (``depth_node.engine_build``), keyed by
     the ONNX file's hash, the GPU, the TensorRT version, precision, profile and workspace, so a stale engine is rebuilt
     and never used. ``input_size`` (height, width) sets what images are resized to (checkpoints and dynamic models
     only; default: the model's own size). The estimator's ``providers`` and ``precision`` say what actually runs.

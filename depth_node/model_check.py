@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .estimator import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, ONNX_SUFFIX, to_network_input
+from .estimator import to_network_input
+from .model_files import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, ONNX_SUFFIX
 
 PROBE_SIZE = (96, 128)  # (height, width) to probe a model that takes any size
 

@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 
 import yaml
-from depth_node_training.checkpoint import load_model, save_checkpoint
 from depth_node_training.config import config_to_dict
+from depth_node_training.learning.checkpoint import load_model, save_checkpoint
 
 MODELS = Path(__file__).resolve().parents[1] / "depth_node" / "models"
 

@@ -30,11 +30,11 @@ def redkitchen_bag() -> Path:
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory) -> Path:
     """The shipped model when present, else a fresh one (ImageNet encoder, random decoder) with real metadata."""
-    from depth_node_training.checkpoint import save_checkpoint
     from depth_node_training.config import load_config
-    from depth_node_training.networks import DepthEstimator
+    from depth_node_training.learning.checkpoint import save_checkpoint
 
     from depth_node.default_model import MODEL_DIR
+    from depth_node.network.depth_estimator import DepthEstimator
 
     if (MODEL_DIR / "default.pt").exists():
         return MODEL_DIR / "default.pt"

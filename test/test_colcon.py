@@ -29,7 +29,8 @@ def test_colcon_build_installs_standard_layout(tmp_path):
     assert (share / "config" / "estimator.yaml").is_file() and (share / "config" / "depth.rviz").is_file()
     site = next((prefix / "lib").glob("python3*/site-packages"))
     assert (site / "depth_node" / "node.py").is_file()
-    assert (site / "depth_node_training" / "train.py").is_file()
+    assert (site / "depth_node_training" / "learning" / "train.py").is_file()
+    assert (site / "depth_node" / "network" / "depth_estimator.py").is_file()
     assert (site / "depth_node_training" / "configs" / "default.yaml").is_file()
     assert (site / "depth_node" / "models" / "default.pt").is_file()
     assert (site / "depth_node" / "models" / "default.confidence.json").is_file()  # the torch backend reads it

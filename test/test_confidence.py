@@ -11,12 +11,19 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from depth_node_training.confidence import CANDIDATES, Calibration, calibrate, calibration_path, fit_logistic
-from depth_node_training.export import export_onnx
-from depth_node_training.sparsification import FRACTIONS, mean_curves, reliability, reliability_counts, sparsification
+from depth_node_training.deployment.calibrate_confidence import CANDIDATES, calibrate, fit_logistic
+from depth_node_training.deployment.export import export_onnx
+from depth_node_training.evaluation.sparsification import (
+    FRACTIONS,
+    mean_curves,
+    reliability,
+    reliability_counts,
+    sparsification,
+)
 
 from depth_node.estimator import load_estimator
 from depth_node.model_check import check_model_file, probe
+from depth_node.network.confidence_head import Calibration, calibration_path
 from depth_node.sensor_confidence import WINDOW as SENSOR_WINDOW
 
 # The confidence branch adds these to the depth graph; TensorRT's ONNX parser handles them all natively.
@@ -191,8 +198,8 @@ def test_calibrate_cli_fits_on_real_frames_and_export_bakes_it_in(redkitchen: Pa
 def test_calibrate_on_a_robot_log_uses_its_lr_depth_as_the_dataset_uses_down_hr(redkitchen: Path,
                                                                                 redkitchen_bag: Path,
                                                                                 tmp_path: Path) -> None:
-    from depth_node_training.checkpoint import load_model
-    from depth_node_training.confidence import collect
+    from depth_node_training.deployment.calibrate_confidence import collect
+    from depth_node_training.learning.checkpoint import load_model
     from test_confidence_node import tiny_checkpoint
 
     checkpoint = tiny_checkpoint(tmp_path, calibrated=False)

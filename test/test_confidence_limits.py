@@ -33,8 +33,9 @@ def test_lr_sensor_agreement_matches_hand_computed_values() -> None:
 
 def test_compares_every_signal_with_the_oracles_on_real_frames(redkitchen: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="matplotlib is a training extra ('.[train]'): the plot needs it")
-    from depth_node_training.confidence import calibration_path
     from test_confidence_node import tiny_checkpoint
+
+    from depth_node.network.confidence_head import calibration_path
 
     checkpoint = tiny_checkpoint(tmp_path, calibrated=True)
     out, png = tmp_path / "limits.json", tmp_path / "limits.png"

@@ -33,10 +33,11 @@ STAGE = SensorStage((0.5, -1.0), -3.0, 3)  # a live LR depth stage of the order 
 def tiny_checkpoint(out: Path, calibrated: bool, stage: SensorStage | None = None) -> Path:
     """A random-initialised estimator at 96x128, with a confidence calibration beside it when asked (and ``stage``)."""
     import torch
-    from depth_node_training.checkpoint import save_checkpoint
-    from depth_node_training.confidence import Calibration, calibration_path
     from depth_node_training.config import load_config
-    from depth_node_training.networks import DepthEstimator
+    from depth_node_training.learning.checkpoint import save_checkpoint
+
+    from depth_node.network.confidence_head import Calibration, calibration_path
+    from depth_node.network.depth_estimator import DepthEstimator
 
     cfg = load_config(None, ["model.pretrained=false", "model.input_height=96", "model.input_width=128"])
     torch.manual_seed(0)
@@ -49,7 +50,7 @@ def tiny_checkpoint(out: Path, calibrated: bool, stage: SensorStage | None = Non
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from depth_node_training.export import export_onnx
+    from depth_node_training.deployment.export import export_onnx
 
     paths = {}
     for name, calibrated, stage in (("calibrated", True, None), ("plain", False, None), ("sensor", True, STAGE)):

@@ -27,8 +27,9 @@ def test_degrade_scales_perturbs_and_drops_readings() -> None:
 
 def test_scores_the_sharpened_confidence_against_noisy_sensors_on_real_frames(redkitchen: Path,
                                                                              tmp_path: Path) -> None:
-    from depth_node_training.confidence import calibration_path
     from test_confidence_node import STAGE, tiny_checkpoint
+
+    from depth_node.network.confidence_head import calibration_path
 
     checkpoint = tiny_checkpoint(tmp_path, calibrated=True, stage=STAGE)
     out = tmp_path / "noise.json"

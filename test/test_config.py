@@ -52,7 +52,7 @@ def test_retired_option_is_explained_and_old_checkpoint_configs_still_load():
 
 
 def test_options_of_a_disabled_distillation_term_do_not_count_as_a_change():
-    from depth_node_training.checkpoint import config_changes
+    from depth_node_training.learning.checkpoint import config_changes
 
     saved = config_to_dict(load_config(None, ["loss.w_affinity=0", "loss.teacher=completion"]))
     assert config_changes(saved, load_config(None, ["loss.w_affinity=0", "loss.teacher=super_resolution"])) == []

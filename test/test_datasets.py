@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 from depth_node_training.config import DataConfig
-from depth_node_training.datasets import open_frames
-from depth_node_training.training_pairs import TrainingPairs, lr_supervision
+from depth_node_training.learning.datasets import open_frames
+from depth_node_training.learning.training_pairs import TrainingPairs, lr_supervision
 
 
 def write_frame(folder, stem, color, depth_mm):
@@ -62,7 +62,7 @@ def test_training_pairs_crop_is_aligned_to_the_lr_grid(redkitchen):
     sample = TrainingPairs(frames, data, seed=3)[0]
     assert sample["image"].shape == (3, 240, 320) and sample["depth_lr"].shape == (1, 60, 80)
     assert sample["depth_hr"].shape == (1, 240, 320)
-    from depth_node_training.reduce import down_depth_np
+    from depth_node.network.reduce import down_depth_np
 
     # the LR crop equals the reduction of the HR crop: footprints were not cut
     np.testing.assert_allclose(sample["depth_lr"][0].numpy(), down_depth_np(sample["depth_hr"][0].numpy(), 4, 0.5,

@@ -5,15 +5,16 @@ import subprocess
 import sys
 
 import torch
-from depth_node_training.checkpoint import read_checkpoint
 from depth_node_training.config import load_config
-from depth_node_training.train import fit
+from depth_node_training.learning.train import fit
+
+from depth_node.network.checkpoint import read_checkpoint
 
 SCRIPT = """
 import sys
 from pathlib import Path
 from depth_node_training.config import load_config
-from depth_node_training.train import fit
+from depth_node_training.learning.train import fit
 cfg = load_config(None, sys.argv[2:])
 fit(cfg, [sys.argv[1]], Path(sys.argv[1]).parent / "run", progress=False)
 """

@@ -22,7 +22,7 @@ def load(script: str):
 
 
 def test_payload_round_trip_is_exact(tmp_path):
-    from depth_node_training.networks import imagenet_weights
+    from depth_node.network.depth_estimator import imagenet_weights
 
     src, packed, unpacked = tmp_path / "scene", tmp_path / "packed", tmp_path / "unpacked"
     src.mkdir()

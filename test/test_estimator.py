@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from depth_node_training.export import export_onnx
+from depth_node_training.deployment.export import export_onnx
 
 from depth_node.estimator import load_estimator, resize_depth, to_network_input, unavailable_reason
 
@@ -87,14 +87,23 @@ def test_preprocessing_is_rgb_planes_in_0_255():
     assert to_network_input(image, "rgb8", (8, 12)).shape == (1, 3, 8, 12)
 
 
-def test_checkpoint_on_onnxruntime_is_exported_once_into_the_cache(checkpoint, tmp_path, frames):
-    estimator = load_estimator(str(checkpoint), "onnxruntime", engine_cache_dir=str(tmp_path), input_size=SIZE)
-    exported = list(tmp_path.glob("*.onnx"))
-    assert len(exported) == 1 and estimator.input_size == SIZE
-    stamp = exported[0].stat().st_mtime_ns
-    again = load_estimator(str(checkpoint), "onnxruntime", engine_cache_dir=str(tmp_path), input_size=SIZE)
-    assert exported[0].stat().st_mtime_ns == stamp
-    np.testing.assert_array_equal(estimator.infer(frames[1])[0], again.infer(frames[1])[0])
+def test_checkpoint_on_onnxruntime_runs_its_export_or_is_refused_with_the_command(checkpoint, tmp_path, frames):
+    """The runtime never imports training: a checkpoint runs on ONNX Runtime through the export beside it; without
+    one it is refused with the command that writes it, and ``auto`` runs it on PyTorch instead."""
+    model = tmp_path / "model.pt"
+    shutil.copyfile(checkpoint, model)
+    with pytest.raises(RuntimeError, match=f"no model.onnx beside it: export it with `depth-train export --model "
+                                           f"{model} --onnx {tmp_path / 'model.onnx'} --height 240 --width 320`"):
+        load_estimator(str(model), "onnxruntime", engine_cache_dir=str(tmp_path), input_size=SIZE)
+    assert load_estimator(str(model), engine_cache_dir=str(tmp_path), input_size=SIZE).backend == "torch"
+    assert not list(tmp_path.rglob("*.onnx"))  # nothing was exported behind the user's back
+    export_onnx(str(model), tmp_path / "model.onnx", *SIZE)
+    estimator = load_estimator(str(model), "onnxruntime", engine_cache_dir=str(tmp_path), input_size=SIZE)
+    reference = load_estimator(str(tmp_path / "model.onnx"), "onnxruntime")
+    assert estimator.input_size == SIZE
+    np.testing.assert_array_equal(estimator.infer(frames[1])[0], reference.infer(frames[1])[0])
+    with pytest.raises(RuntimeError, match="was exported from another checkpoint or at another size"):
+        load_estimator(str(model), "onnxruntime", input_size=(96, 128))
 
 
 @pytest.mark.skipif(TENSORRT_MISSING is None, reason="TensorRT and a GPU are present: auto picks TensorRT here")

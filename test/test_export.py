@@ -11,11 +11,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from depth_node_training.checkpoint import load_model
-from depth_node_training.export import OPSET, DeployModel, export_onnx
+from depth_node_training.deployment.export import OPSET, export_onnx
+from depth_node_training.learning.checkpoint import load_model
 
 from depth_node.engine_build import onnx_precision
 from depth_node.estimator import file_sha256
+from depth_node.network.deploy_model import DeployModel
 
 # What TensorRT 10's ONNX parser handles natively; anything else in a static export is a regression.
 TENSORRT_OPS = {"Conv", "Clip", "Relu", "Add", "Mul", "Concat", "Resize", "Slice", "Pad", "Sigmoid", "Exp",

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 from bag_fixtures import DEPTH_K, PERIOD_NS, REAL_BAG, START_NS, Rig, color_image, depth_image, write_bag
-from depth_node_training.datasets import open_frames
 from depth_node_training.frames import split_by_time
+from depth_node_training.learning.datasets import open_frames
 from depth_node_training.logs import extract as extract_module
 from depth_node_training.logs.bag_reader import BagError, decode_depth, open_bag
 from depth_node_training.logs.extract import extract, extract_cached

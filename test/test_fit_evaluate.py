@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from depth_node_training.metrics import METRICS
+from depth_node_training.evaluation.metrics import METRICS
 
 DEPTH_TRAIN = str(Path(sys.executable).parent / "depth-train")
 

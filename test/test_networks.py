@@ -2,8 +2,10 @@
 
 import pytest
 import torch
-from depth_node_training.config import ModelConfig
-from depth_node_training.networks import DepthEstimator, EfficientNetLite0Encoder, ReconstructionNet, imagenet_weights
+from depth_node_training.learning.networks import ReconstructionNet
+
+from depth_node.network.depth_estimator import DepthEstimator, EfficientNetLite0Encoder, imagenet_weights
+from depth_node.network.model_config import ModelConfig
 
 
 @pytest.fixture(scope="module")

@@ -39,10 +39,11 @@ DOMAIN_ID = 43  # this module's own DDS domain (<= 101: no clash with Linux ephe
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-initialised estimator exported to ONNX at 96x128 (the node resizes any input to it)."""
     import torch
-    from depth_node_training.checkpoint import save_checkpoint
     from depth_node_training.config import load_config
-    from depth_node_training.export import export_onnx
-    from depth_node_training.networks import DepthEstimator
+    from depth_node_training.deployment.export import export_onnx
+    from depth_node_training.learning.checkpoint import save_checkpoint
+
+    from depth_node.network.depth_estimator import DepthEstimator
 
     out = tmp_path_factory.mktemp("model")
     cfg = load_config(None, ["model.pretrained=false", "model.input_height=96", "model.input_width=128"])

@@ -14,10 +14,11 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from depth_node_training.datasets import open_frames
-from depth_node_training.export import export_onnx
-from depth_node_training.metrics import depth_metrics
-from depth_node_training.quantize import HEAD_PREFIX, quantize
+from depth_node_training.deployment.export import export_onnx
+from depth_node_training.deployment.onnx_graph import HEAD_PREFIX
+from depth_node_training.deployment.quantize import quantize
+from depth_node_training.evaluation.metrics import depth_metrics
+from depth_node_training.learning.datasets import open_frames
 
 from depth_node.engine_build import onnx_precision, tensorrt_qdq_problem
 from depth_node.estimator import load_estimator, onnx_metadata

@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from depth_node_training.affinity import affinity, affinity_loss
-from depth_node_training.losses import FORMS, masked_depth_loss
-from depth_node_training.metrics import depth_metrics
-from depth_node_training.reduce import area_mean, area_weights, down, down_depth_np, lr_size, valid_depth
+from depth_node_training.evaluation.metrics import depth_metrics
+from depth_node_training.learning.affinity import affinity, affinity_loss
+from depth_node_training.learning.losses import FORMS, masked_depth_loss
+
+from depth_node.network.reduce import area_mean, area_weights, down, down_depth_np, lr_size, valid_depth
 
 
 def test_down_matches_lr_sensor_definition():

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from depth_node_training.statistics import block_means, paired_bootstrap
+from depth_node_training.evaluation.statistics import block_means, paired_bootstrap
 
 
 def test_a_constant_difference_has_a_zero_width_interval():

@@ -6,11 +6,11 @@ import pytest
 import torch
 from depth_node_training.config import Config, DataConfig, LossConfig, TrainConfig
 from depth_node_training.frames import Frame
-from depth_node_training.losses import masked_depth_loss
-from depth_node_training.networks import ReconstructionNet
-from depth_node_training.objective import STUDENT_STRIDES, matched_levels
-from depth_node_training.teacher import pretrain_teacher, teacher_input
-from depth_node_training.training_pairs import TrainingPairs
+from depth_node_training.learning.losses import masked_depth_loss
+from depth_node_training.learning.networks import ReconstructionNet
+from depth_node_training.learning.objective import STUDENT_STRIDES, matched_levels
+from depth_node_training.learning.teacher import pretrain_teacher, teacher_input
+from depth_node_training.learning.training_pairs import TrainingPairs
 
 
 def planes(n: int, h: int = 48, w: int = 64, seed: int = 0) -> list[Frame]:

@@ -6,9 +6,10 @@ import pytest
 import torch
 from depth_node_training.config import DataConfig
 from depth_node_training.frames import Frame
-from depth_node_training.reduce import down
-from depth_node_training.training_pairs import EpochBatches, SampleKey, TrainingPairs
+from depth_node_training.learning.training_pairs import EpochBatches, SampleKey, TrainingPairs
 from torch.utils.data import DataLoader
+
+from depth_node.network.reduce import down
 
 PLAIN = DataConfig(crop_height=240, crop_width=320, hflip=False, color_jitter=0.0, min_depth=0.1, max_depth=50.0)
 

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 from bag_fixtures import BUILD, COLOR_K, COLOR_SIZE, PERIOD_NS, START_NS, color_image, color_message, write_bag
-from depth_node_training.checkpoint import load_model, read_checkpoint
 from depth_node_training.config import load_config
-from depth_node_training.datasets import open_frames
-from depth_node_training.evaluate import evaluate_frames, torch_predictor
+from depth_node_training.evaluation.evaluate import evaluate_frames, torch_predictor
+from depth_node_training.learning.checkpoint import load_model
+from depth_node_training.learning.datasets import open_frames
+from depth_node_training.learning.train import fit
 from depth_node_training.logs.extract import extract
-from depth_node_training.train import fit
+
+from depth_node.network.checkpoint import read_checkpoint
 
 DEPTH_FX = COLOR_K[0, 0] / 5.16  # an SR300-like depth camera: 5.16x coarser angular resolution
 DEPTH_SIZE = (14, 10)  # wider than the colour camera's field of view
@@ -144,10 +146,11 @@ def test_checkpoint_records_provenance_and_resume_drops_rows_past_it(wide_fov_se
 
 @pytest.mark.parametrize("pretrained", [True, False])
 def test_encoder_batchnorm_keeps_imagenet_statistics_only_when_there_are_some(pretrained):
-    from depth_node_training.networks import DepthEstimator
-    from depth_node_training.objective import WeakObjective
-    from depth_node_training.train import train_mode
+    from depth_node_training.learning.objective import WeakObjective
+    from depth_node_training.learning.train import train_mode
     from torch import nn
+
+    from depth_node.network.depth_estimator import DepthEstimator
 
     cfg = load_config(None, [f"model.pretrained={str(pretrained).lower()}"])
     assert cfg.train.freeze_encoder_bn  # the default, chosen on validation

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from bag_fixtures import BUILD, START_NS, Rig, write_bag
-from depth_node_training.datasets import open_frames
+from depth_node_training.learning.datasets import open_frames
 from depth_node_training.logs.bag_reader import BagError, open_bag
 from depth_node_training.logs.extract import extract
 from rosbags.highlevel import AnyReader

@@ -14,11 +14,11 @@ from pathlib import Path
 # name: (module that registers it, relative to this package; one-line help for the command list)
 COMMANDS = {
     "fit": ("", "train the estimator (weakly supervised by LR depth)"),
-    "evaluate": (".evaluate", "metrics of a model against HR ground truth"),
-    "export": (".export", "export a checkpoint to ONNX (normalisation inside the graph)"),
-    "calibrate-confidence": (".confidence", "fit the confidence calibration of a checkpoint"),
-    "quantize": (".quantize", "INT8 Q/DQ model from an exported ONNX, calibrated on frames"),
-    "build-engine": (".engine", "build a TensorRT engine from an exported ONNX model (alias of depth-engine)"),
+    "evaluate": (".evaluation.evaluate", "metrics of a model against HR ground truth"),
+    "export": (".deployment.export", "export a checkpoint to ONNX (normalisation inside the graph)"),
+    "calibrate-confidence": (".deployment.calibrate_confidence", "fit the confidence calibration of a checkpoint"),
+    "quantize": (".deployment.quantize", "INT8 Q/DQ model from an exported ONNX, calibrated on frames"),
+    "build-engine": (".deployment.engine", "build a TensorRT engine from an exported ONNX model (alias of depth-engine)"),
     "extract": (".logs.extract", "extract paired, registered frames from rosbag2 logs"),
     "sample-bag": (".logs.sample_bag", "write a small synthetic robot log (rosbag2) with ground truth"),
 }
@@ -26,7 +26,7 @@ COMMANDS = {
 
 def run_fit(args: argparse.Namespace) -> None:
     from .config import load_config
-    from .train import fit
+    from .learning.train import fit
 
     if not args.data:
         raise ValueError("fit needs --data PATH (a 7-Scenes or TUM folder, an extracted set, or a rosbag2 log)")

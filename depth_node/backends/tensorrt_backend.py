@@ -17,7 +17,7 @@ import numpy as np
 from depth_node.backends.nvidia import cuda_check, cuda_runtime, machine_key, require_gpu, tensorrt
 from depth_node.backends.nvidia import unavailable_reason as unavailable_reason  # re-exported for the estimator
 from depth_node.engine_build import engine_stale_reason, input_layout, read_record, record_path
-from depth_node.estimator import file_sha256
+from depth_node.model_files import file_sha256
 
 
 def check_batch(batch: np.ndarray, dtype: np.dtype, layout: str) -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from depth_node_training.checkpoint import load_model
-from depth_node_training.confidence import ConfidenceHead, load_calibration
-from depth_node_training.export import DeployModel, deployment_metadata
+
+from depth_node.network.checkpoint import load_network
+from depth_node.network.confidence_head import ConfidenceHead, load_calibration
+from depth_node.network.deploy_model import DeployModel, deployment_metadata
 
 
 class TorchBackend:
@@ -27,13 +28,13 @@ class TorchBackend:
         self.precision = "fp16 (autocast)" if precision == "fp16" else "fp32"
         if self.device.startswith("cuda"):
             torch.backends.cudnn.allow_tf32 = False
-        net, cfg, meta = load_model(checkpoint, self.device)
+        net, model_cfg, meta = load_network(checkpoint, self.device)
         calibration = load_calibration(Path(checkpoint))
         self.has_confidence = calibration is not None
-        head = ConfidenceHead(calibration, cfg.model.factor) if calibration else None
-        self.model = DeployModel(net, cfg.model.mean, cfg.model.std, confidence=head).to(self.device).eval()
-        self.metadata = deployment_metadata(cfg, meta, Path(checkpoint), cfg.model.input_height,
-                                            cfg.model.input_width, dynamic=True, calibration=calibration)
+        head = ConfidenceHead(calibration, model_cfg.factor) if calibration else None
+        self.model = DeployModel(net, model_cfg.mean, model_cfg.std, confidence=head).to(self.device).eval()
+        self.metadata = deployment_metadata(model_cfg, meta, Path(checkpoint), model_cfg.input_height,
+                                            model_cfg.input_width, dynamic=True, calibration=calibration)
 
     def _forward(self, batch: np.ndarray, confidence: bool) -> list[np.ndarray]:
         device_type = self.device.split(":")[0]

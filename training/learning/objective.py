@@ -15,11 +15,13 @@ import math
 import torch
 from torch import nn
 
+from depth_node.network.depth_estimator import DepthEstimator
+from depth_node.network.reduce import down, valid_depth
+
+from ..config import Config
 from .affinity import affinity_loss, crop_valid
-from .config import Config
 from .losses import masked_depth_loss
-from .networks import DepthEstimator, ReconstructionNet
-from .reduce import down, valid_depth
+from .networks import ReconstructionNet
 from .teacher import teacher_input
 
 STUDENT_STRIDES = (32, 16, 8, 4, 2)  # of the estimator's decoder levels, coarse to fine

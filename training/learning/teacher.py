@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .config import Config
+from depth_node.network.reduce import down, valid_depth
+
+from ..config import Config
 from .losses import masked_depth_loss
 from .networks import ReconstructionNet
-from .reduce import down, valid_depth
 from .training_pairs import TrainingPairs
 
 TASKS = ("completion", "super_resolution")

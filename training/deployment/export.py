@@ -10,91 +10,22 @@ fp16 engines, keeping inputs, outputs, the input normalisation and the depth hea
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
 
-from depth_node.estimator import file_sha256, onnx_metadata
+from depth_node.default_model import default_model_path
+from depth_node.model_files import onnx_metadata
+from depth_node.network.checkpoint import load_network
+from depth_node.network.confidence_head import ConfidenceHead, load_calibration
+from depth_node.network.deploy_model import CONFIDENCE_NAME, INPUT_NAME, OUTPUT_NAME, DeployModel, deployment_metadata
 
-from .confidence import Calibration, ConfidenceHead, load_calibration
-from .config import Config
-from .networks import DepthEstimator
+from .onnx_graph import float_nodes, save_checked
 
 OPSET = 17
 PRECISIONS = ("fp32", "fp16")
-INPUT_NAME = "image"
-OUTPUT_NAME = "depth"
-CONFIDENCE_NAME = "confidence"
-
-
-class DeployModel(nn.Module):
-    """Normalisation folded into one multiply-add in front of the network: 0..255 RGB in, metres out.
-
-    With a ``confidence`` head it returns (depth, confidence), the head run only while ``with_confidence`` is set (so
-    the PyTorch backend pays for it only when asked).
-    """
-
-    def __init__(self, net: DepthEstimator, mean: tuple[float, ...], std: tuple[float, ...],
-                 uint8_nhwc: bool = False, confidence: ConfidenceHead | None = None) -> None:
-        super().__init__()
-        self.net = net
-        self.uint8_nhwc = uint8_nhwc
-        self.confidence = confidence
-        self.with_confidence = confidence is not None
-        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("scale", 1.0 / (255.0 * std_t))  # (x/255 - mean)/std == x*scale + shift
-        self.register_buffer("shift", -mean_t / std_t)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        if self.uint8_nhwc:  # camera bytes: (N,H,W,3) uint8 -> (N,3,H,W) float
-            image = image.permute(0, 3, 1, 2).float()
-        x = image * self.scale + self.shift
-        depth = self.net(x)
-        if self.confidence is None or not self.with_confidence:
-            return depth
-        return depth, self.confidence(self.net, x, depth)
-
-
-def deployment_metadata(cfg: Config, meta: dict[str, Any], checkpoint: Path, height: int, width: int,
-                        dynamic: bool, precision: str = "fp32", uint8_input: bool = False,
-                        calibration: Calibration | None = None) -> dict[str, str]:
-    """The string key/values stored in the ONNX file (and reported by every backend as ``Estimator.metadata``)."""
-    m = cfg.model
-    conf = {} if calibration is None else {
-        "confidence": calibration.to_json(),
-        "confidence_output": f"{CONFIDENCE_NAME}: float32 (N,1,H,W) in [0,1], {calibration.meaning()}"}
-    return {
-        "input_height": str(height),
-        "input_width": str(width),
-        "dynamic": "true" if dynamic else "false",
-        "input_format": "uint8_nhwc" if uint8_input else "float32_nchw",
-        "precision": precision,
-        "input": f"{INPUT_NAME}: uint8 (N,H,W,3) RGB" if uint8_input else f"{INPUT_NAME}: float32 (N,3,H,W) RGB 0..255",
-        "output": f"{OUTPUT_NAME}: float32 (N,1,H,W) metres",
-        "mean": json.dumps(list(m.mean)),
-        "std": json.dumps(list(m.std)),
-        "min_depth": str(m.min_depth),
-        "max_depth": str(m.max_depth),
-        "factor": str(m.factor),
-        "training_data": json.dumps(meta.get("data", [])),
-        "git_rev": str(meta.get("git_rev", "unknown")),
-        "step": str(meta.get("step", "")),
-        "source_checkpoint": checkpoint.name,
-        "source_sha256": file_sha256(checkpoint),
-        **conf,
-    }
-
-
-def default_checkpoint() -> Path:
-    from depth_node.default_model import default_model_path
-
-    return Path(default_model_path())
 
 
 def export_onnx(model_path: str | None, onnx_path: Path, height: int | None = None, width: int | None = None,
@@ -111,20 +42,18 @@ def export_onnx(model_path: str | None, onnx_path: Path, height: int | None = No
     """
     import onnx
 
-    from .checkpoint import load_model
-
-    checkpoint = Path(model_path) if model_path else default_checkpoint()
-    net, cfg, meta = load_model(checkpoint, "cpu")
-    height = height or cfg.model.input_height
-    width = width or cfg.model.input_width
+    checkpoint = Path(model_path) if model_path else default_model_path()
+    net, model_cfg, meta = load_network(checkpoint, "cpu")
+    height = height or model_cfg.input_height
+    width = width or model_cfg.input_width
     if height <= 0 or width <= 0:
         raise ValueError(f"export size must be positive, got {height}x{width}")
     if precision not in PRECISIONS:
         raise ValueError(f"export precision must be one of {', '.join(PRECISIONS)}, got {precision!r} "
                          "(INT8: `depth-train quantize` an fp32 export)")
     calibration = load_calibration(checkpoint) if confidence and not dynamic else None
-    head = ConfidenceHead(calibration, cfg.model.factor) if calibration else None
-    wrapper = DeployModel(net, cfg.model.mean, cfg.model.std, uint8_input, head).eval()
+    head = ConfidenceHead(calibration, model_cfg.factor) if calibration else None
+    wrapper = DeployModel(net, model_cfg.mean, model_cfg.std, uint8_input, head).eval()
     if uint8_input:
         example = torch.full((1, height, width, 3), 128, dtype=torch.uint8)
         spatial = {0: "batch", 1: "height", 2: "width"}
@@ -152,24 +81,12 @@ def export_onnx(model_path: str | None, onnx_path: Path, height: int | None = No
         if precision == "fp16":
             model = to_fp16(model)
         model.doc_string = "depth_node monocular metric depth estimator"
-        save_checked(model, tmp, deployment_metadata(cfg, meta, checkpoint, height, width, dynamic, precision,
+        save_checked(model, tmp, deployment_metadata(model_cfg, meta, checkpoint, height, width, dynamic, precision,
                                                      uint8_input, calibration))
         tmp.replace(onnx_path)
     finally:
         tmp.unlink(missing_ok=True)
     return onnx_path
-
-
-def save_checked(model: Any, path: Path, metadata: dict[str, str]) -> None:
-    """Set an ONNX model's metadata to ``metadata`` (what runtimes read), check the model fully and write it."""
-    import onnx
-
-    del model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
 
 
 def to_fp16(model):
@@ -180,8 +97,6 @@ def to_fp16(model):
     """
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
-
-    from .quantize import float_nodes
 
     converted = OnnxModel(convert_float_to_float16(model, keep_io_types=True,
                                                    node_block_list=float_nodes(model, keep_depthwise=False)))

@@ -1,7 +1,8 @@
-"""The depth estimator (EfficientNet-Lite0 encoder + light skip decoder) and the depth reconstruction network.
+"""The depth estimator: EfficientNet-Lite0 encoder + light skip decoder + a log-depth head.
 
-Both are plain ``nn.Module``s: ``forward`` takes a normalised tensor and returns depth in metres; ``forward_features``
-returns the decoder features that the affinity distillation compares.
+A plain ``nn.Module``: ``forward`` takes a normalised tensor and returns depth in metres; ``forward_features`` returns
+the decoder features that the affinity distillation compares. It lives in the runtime because every backend runs it:
+the PyTorch backend directly, ONNX Runtime and TensorRT through its export; training imports it from here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import ModelConfig
+from .model_config import ModelConfig
 
 # (expand ratio, kernel, stride, in channels, out channels, repeats) of EfficientNet-Lite0's seven stages.
 LITE0_STAGES = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
@@ -154,39 +155,3 @@ class DepthEstimator(nn.Module):
         h, w = size
         padded = (h + (-h) % STRIDE, w + (-w) % STRIDE)
         return self.head(features[-1], padded)[..., :h, :w]
-
-
-class ReconstructionNet(nn.Module):
-    """Depth-to-depth encoder-decoder on LR depth; its decoder features are the distillation teacher.
-
-    Input: (N,1,h,w) depth in metres with 0 = invalid; it sees log-depth and the validity mask and predicts dense depth.
-    It is pre-trained on a task that is not an identity (``training/teacher.py``: complete depth with most pixels
-    removed, or super-resolve a coarser depth map), then frozen, so its features must encode the scene's depth
-    structure (surfaces, edges, ordering) rather than copy their input.
-    """
-
-    CHANNELS = (16, 32, 64)
-    STRIDES = (4, 2, 1)  # of ``forward_features``' levels, coarse to fine, relative to the input grid
-
-    def __init__(self, min_depth: float, max_depth: float) -> None:
-        super().__init__()
-        c1, c2, c3 = self.CHANNELS
-        self.encoder = nn.ModuleList([
-            nn.Sequential(conv_bn_relu(2, c1), conv_bn_relu(c1, c1)),
-            nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), conv_bn_relu(c1, c2), conv_bn_relu(c2, c2)),
-            nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), conv_bn_relu(c2, c3), conv_bn_relu(c3, c3)),
-        ])
-        self.decoder = SkipDecoder((c1, c2, c3), (c3, c2, c1))
-        self.head = DepthHead(c1, min_depth, max_depth)
-
-    def forward_features(self, depth: torch.Tensor) -> list[torch.Tensor]:
-        valid = (depth > 0).float()
-        x = torch.cat([torch.log(depth.clamp(min=1e-3)) * valid, valid], 1)
-        skips = []
-        for stage in self.encoder:
-            x = stage(x)
-            skips.append(x)
-        return self.decoder(skips)
-
-    def forward(self, depth: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(depth)[-1], depth.shape[-2:])

@@ -15,8 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Config, config_from_dict, config_to_dict, without_retired
-from .networks import DepthEstimator
+from depth_node.network.checkpoint import build_network, read_checkpoint
+from depth_node.network.depth_estimator import DepthEstimator
+
+from ..config import Config, config_from_dict, config_to_dict, without_retired
 
 
 def git_revision() -> str:
@@ -105,28 +107,9 @@ def save_checkpoint(path: Path, model: torch.nn.Module, cfg: Config, step: int, 
     return path
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
-        raise ValueError(f"{path} is not a depth_node checkpoint (needs 'model' and 'config')")
-    return payload
-
-
 def load_model(path: str | Path, device: str = "cpu") -> tuple[DepthEstimator, Config, dict[str, Any]]:
-    """The estimator in eval mode (fp32, also from an fp16 file), its config and its metadata."""
+    """The estimator in eval mode (fp32, also from an fp16 file), its whole training config and its metadata (the
+    runtime's ``load_network`` gives the model config only)."""
     payload = read_checkpoint(path)
     cfg = config_from_dict(without_retired(payload["config"]))
-    model = DepthEstimator(_without_pretrained(cfg).model)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()}
-    model.load_state_dict(state, strict=True)
-    return model.to(device).eval(), cfg, dict(payload.get("meta", {}))
-
-
-def _without_pretrained(cfg: Config) -> Config:
-    """The weights come from the checkpoint: skip loading ImageNet ones (and needing their package) first."""
-    import dataclasses
-
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=False))
+    return build_network(cfg.model, payload["model"], device), cfg, dict(payload.get("meta", {}))

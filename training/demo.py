@@ -61,21 +61,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def sample_log(out: Path, frames: int) -> Path:
-    from depth_node_training.logs.sample_bag import write_sample_bag
+    from .logs.sample_bag import write_sample_bag
 
     log(f"writing the built-in sample robot log ({frames} frames) ...")
     return write_sample_bag(out / "sample_log", frames=frames, storage="mcap")
 
 
 def log_topics(bag: Path, color: str | None, gt: str | None) -> Any:
-    from depth_node_training.logs.bag_reader import detect_topics, open_bag
+    from .logs.bag_reader import detect_topics, open_bag
 
     with open_bag(bag) as reader:
         return detect_topics(reader, bag, color=color, gt=gt)
 
 
 def image_size(bag: Path, info_topic: str) -> tuple[int, int]:
-    from depth_node_training.logs.bag_reader import first_message, open_bag
+    from .logs.bag_reader import first_message, open_bag
 
     with open_bag(bag) as reader:
         info = first_message(reader, info_topic)
@@ -85,8 +85,8 @@ def image_size(bag: Path, info_topic: str) -> tuple[int, int]:
 
 
 def train(bag: Path, out: Path, steps: int, overrides: list[str], size: tuple[int, int]) -> Path:
-    from depth_node_training.config import load_config
-    from depth_node_training.train import fit
+    from .config import load_config
+    from .learning.train import fit
 
     cfg = load_config(None, [*BRIEF_TRAINING, f"train.steps={steps}", f"model.input_height={size[0]}",
                              f"model.input_width={size[1]}", *overrides])
@@ -96,7 +96,7 @@ def train(bag: Path, out: Path, steps: int, overrides: list[str], size: tuple[in
 
 
 def export(checkpoint: Path, out: Path, size: tuple[int, int]) -> Path:
-    from depth_node_training.export import export_onnx
+    from .deployment.export import export_onnx
 
     log(f"exporting {checkpoint.name} to ONNX at {size[1]}x{size[0]} ...")
     return export_onnx(str(checkpoint), out / "model.onnx", size[0], size[1])
@@ -162,9 +162,10 @@ class Session:
 
     def __init__(self, bag: Path, topics: Any, recorder: Recorder, out: Path, rate: float) -> None:
         import rclpy
-        from depth_node_training.logs.bag_reader import open_bag
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        from .logs.bag_reader import open_bag
 
         self.bag, self.topics, self.recorder, self.out, self.rate = bag, topics, recorder, out, rate
         self.context = rclpy.Context()
@@ -207,7 +208,7 @@ class Session:
 
     def _ground_truth(self) -> dict[int, Any]:
         """HR ground-truth depth messages by stamp (kept compressed as logged; decoded when scored)."""
-        from depth_node_training.logs.bag_reader import open_bag, stamp_ns
+        from .logs.bag_reader import open_bag, stamp_ns
 
         if not self.topics.gt:
             return {}
@@ -268,8 +269,8 @@ class Session:
         gt_msg = self.gt.get(stamp)
         gt = None
         if gt_msg is not None:
-            from depth_node_training.logs.bag_reader import decode_depth as decode_gt
-            from depth_node_training.metrics import depth_metrics
+            from .evaluation.metrics import depth_metrics
+            from .logs.bag_reader import decode_depth as decode_gt
 
             gt = decode_gt(gt_msg)
             gt = np.where(gt > 0, gt, np.nan).astype(np.float32)
@@ -284,8 +285,9 @@ class Session:
 
     def play(self) -> None:
         """Publish the log's colour images and camera_info as recorded, at ``rate`` times the log's pace."""
-        from depth_node_training.logs.bag_reader import open_bag
         from rclpy.serialization import deserialize_message
+
+        from .logs.bag_reader import open_bag
 
         color, info = self.topics.color, self.topics.color_info
         with open_bag(self.bag) as reader:
@@ -390,7 +392,7 @@ def summarize(session: Session, args: argparse.Namespace, paths: dict[str, str],
 
 
 def main(argv: list[str] | None = None) -> int:
-    from depth_node_training.logs.bag_reader import BagError
+    from .logs.bag_reader import BagError
 
     try:
         return run(parse_args(argv))

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .config import DataConfig
-from .frames import Frame, FrameSource
-from .reduce import Box, down, down_depth_np, valid_depth
-from .skipped import FrameError
+from depth_node.network.reduce import Box, down, down_depth_np, valid_depth
+
+from ..config import DataConfig
+from ..frames import Frame, FrameSource
+from ..skipped import FrameError
 
 log = logging.getLogger(__name__)
 ORDER_STREAM, SAMPLE_STREAM = 0, 1  # first seed word: keeps the two kinds of generators apart

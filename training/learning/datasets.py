@@ -19,9 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import Config
-from .frames import Frame, FrameSource, Subset
-from .skipped import FrameError, LeavesOut, Skipped, skipped_of
+from ..config import Config
+from ..frames import Frame, FrameSource, Subset
+from ..skipped import FrameError, LeavesOut, Skipped, skipped_of
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +176,10 @@ def open_frames(spec: str, cfg: Config | None = None, intrinsics: tuple[float, f
     path = Path(match.group(1) if match else spec)
     if not path.exists():
         raise FileNotFoundError(f"data path {path} does not exist")
-    from .logs.extracted_set import ExtractedSet
+    from ..logs.extracted_set import ExtractedSet
 
     if is_bag(path):
-        from .logs.extract import extract_cached
+        from ..logs.extract import extract_cached
 
         source = ExtractedSet(extract_cached([str(path)], cache_root or Path.home() / ".cache" / "depth_node"))
     elif (path / "index.csv").exists():

@@ -26,6 +26,11 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from depth_node.network.depth_estimator import DepthEstimator
+
+from ..config import Config
+from ..evaluation.evaluate import torch_predictor, validation_metrics
+from ..frames import split_by_time
 from .checkpoint import (
     config_changes,
     git_dirty,
@@ -35,11 +40,8 @@ from .checkpoint import (
     rng_states,
     save_checkpoint,
 )
-from .config import Config
 from .datasets import Concat, open_frames
-from .evaluate import torch_predictor, validation_metrics
-from .frames import split_by_time
-from .networks import DepthEstimator, ReconstructionNet
+from .networks import ReconstructionNet
 from .objective import WeakObjective, total_loss
 from .teacher import freeze, pretrain_teacher
 from .training_pairs import EpochBatches, TrainingPairs

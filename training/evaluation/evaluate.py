@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .config import DataConfig
-from .frames import Frame, FrameSource
+from ..config import DataConfig
+from ..frames import Frame, FrameSource
+from ..learning.training_pairs import lr_supervision
+from ..skipped import Skipped, scorable_frames, skipped_of
 from .metrics import METRICS, depth_metrics
 from .previews import preview_row, save_rows
-from .skipped import Skipped, scorable_frames, skipped_of
 from .sparsification import mean_curves, plot, reliability, reliability_counts, sparsification
-from .training_pairs import lr_supervision
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 Sharpener = Callable[[np.ndarray, np.ndarray, Frame], np.ndarray]
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def torch_predictor(model: torch.nn.Module, mean, std) -> Predictor:
     """Wrap an estimator (through the same normalising wrapper as the export): uint8 RGB in, metres out."""
-    from .export import DeployModel
+    from depth_node.network.deploy_model import DeployModel
 
     device = next(model.parameters()).device
     deploy = DeployModel(model, mean, std).to(device)
@@ -135,7 +135,7 @@ def run(args) -> None:
     """``depth-train evaluate``: any model file through the runtime interface, on any dataset reader."""
     from depth_node.estimator import load_estimator
 
-    from .datasets import open_frames
+    from ..learning.datasets import open_frames
 
     frames = open_frames(args.data)
     try:

@@ -26,27 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from depth_node.estimator import onnx_metadata, to_network_input
+from depth_node.estimator import to_network_input
+from depth_node.model_files import onnx_metadata
 
-from .datasets import open_frames
+from ..learning.datasets import open_frames
+from .onnx_graph import float_nodes, save_checked
 
-HEAD_PREFIX = "/net/head/"  # the exporter names nodes by module path: DepthHead is `net.head`
 CALIBRATE_METHODS = ("minmax", "percentile", "entropy")
-
-
-def float_nodes(model, keep_depthwise: bool = True) -> list[str]:
-    """Nodes to keep in float: the input stage (layout, normalisation, padding), the depth head and what follows it,
-    and (optionally) depthwise convolutions."""
-    nodes = list(model.graph.node)
-    head = [i for i, n in enumerate(nodes) if n.name.startswith(HEAD_PREFIX)]
-    if not head:
-        raise ValueError(f"no depth head (nodes named {HEAD_PREFIX}*) in the model: quantize a `depth-train export`")
-    keep = {n.name for n in nodes[min(head):]}
-    keep |= {n.name for n in nodes if not n.name.startswith("/net/") or n.name == "/net/Pad"}
-    if keep_depthwise:
-        keep |= {n.name for n in nodes if n.op_type == "Conv" and any(a.name == "group" and a.i > 1
-                                                                      for a in n.attribute)}
-    return sorted(keep)
 
 
 def calibration_batches(data: str, metadata: dict[str, str], frames: int) -> Iterator[dict[str, np.ndarray]]:
@@ -73,7 +59,6 @@ def quantize(onnx_path: Path, calib: str, out: Path, frames: int = 32, method: s
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .export import save_checked
 
     onnx_path, out = Path(onnx_path), Path(out)
     if not onnx_path.is_file():

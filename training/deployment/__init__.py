@@ -1,0 +1,1 @@
+"""Model -> robot: ONNX export, INT8 quantization, confidence calibration and the engine-building alias."""
