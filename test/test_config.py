@@ -41,6 +41,32 @@ def test_bad_values_name_the_key_and_where_it_came_from(tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-1e-3", "0"])
+def test_an_unusable_learning_rate_is_refused_naming_the_key(value):
+    """Found by trying it: `train.lr=nan` ended in PyTorch's `Invalid learning rate: nan` after the data was read."""
+    with pytest.raises(ValueError, match=r"^train\.lr=.*: the learning rate must be a finite number > 0 \(from the "
+                                         r"command line\)$"):
+        load_config(None, [f"train.lr={value}"])
+
+
+def test_the_depth_train_cli_refuses_it_in_one_line_before_reading_data(tmp_path):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "depth_node_training.cli", "fit", "--data", str(tmp_path / "none"),
+                          "--out", str(tmp_path / "run"), "train.lr=nan"], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and not (tmp_path / "run").exists()
+    assert run.stderr.strip().splitlines() == ["depth-train fit: error: train.lr='nan': the learning rate must be a finite number "
+                                               "> 0 (from the command line)"]
+
+
+@pytest.mark.parametrize("override", ["train.steps=0", "train.batch_size=0", "train.grad_clip=-1",
+                                      "train.decoder_bn_stats=lr"])
+def test_other_unusable_values_are_refused_naming_the_key(override):
+    with pytest.raises(ValueError, match=rf"^{override.split('=')[0].replace('.', '[.]')}="):
+        load_config(None, [override])
+
+
 def test_retired_option_is_explained_and_old_checkpoint_configs_still_load():
     from depth_node_training.config import config_from_dict, config_to_dict, without_retired
 

@@ -163,3 +163,37 @@ def test_encoder_batchnorm_keeps_imagenet_statistics_only_when_there_are_some(pr
     before = encoder_bn[0].running_mean.clone()
     objective.model(torch.rand(2, 3, 64, 64))
     assert torch.equal(encoder_bn[0].running_mean, before) == pretrained
+
+
+@pytest.mark.parametrize("stats", ["both", "hr"])
+def test_decoder_running_statistics_come_from_the_passes_asked_for(stats):
+    """`hr`: the LR pass normalises with its own batch statistics but leaves the running ones to the deployed HR
+    pass, so they equal what the HR pass alone gives; `both` mixes the two (the earlier behaviour)."""
+    from depth_node_training.learning.objective import weak_losses
+    from torch import nn
+
+    from depth_node.network.depth_estimator import DepthEstimator
+
+    cfg = load_config(None, ["model.pretrained=false", f"train.decoder_bn_stats={stats}"])
+    torch.manual_seed(0)
+    model = DepthEstimator(cfg.model).train()
+    alone = DepthEstimator(cfg.model).train()
+    alone.load_state_dict(model.state_dict())
+    image, depth_lr = torch.rand(2, 3, 64, 64), 1 + torch.rand(2, 1, 16, 16)
+    terms = weak_losses(model, None, image, depth_lr, torch.zeros(2, 1, 64, 64), cfg)
+    assert set(terms) == {"l_lr", "l_hr"}
+    alone.forward_features(image)
+    bn = [(a, b) for a, b in zip(model.decoder.modules(), alone.decoder.modules()) if isinstance(a, nn.BatchNorm2d)]
+    same = all(torch.allclose(a.running_mean, b.running_mean) and torch.allclose(a.running_var, b.running_var)
+               for a, b in bn)
+    assert same == (stats == "hr")
+    assert all(a.momentum == 0.1 for a, _ in bn)  # restored after the LR pass
+
+
+def test_the_log_says_how_often_the_gradient_was_clipped(wide_fov_set, tmp_path):
+    fit(load_config(None, [*RECIPE, "train.steps=4", "train.log_every=2", "train.grad_clip=1e-6"]), [wide_fov_set],
+        tmp_path / "always", progress=False)
+    fit(load_config(None, [*RECIPE, "train.steps=4", "train.log_every=2", "train.grad_clip=0"]), [wide_fov_set],
+        tmp_path / "never", progress=False)
+    assert [r["clipped"] for r in log_rows(tmp_path / "always")] == ["1.0", "1.0"]
+    assert [r["clipped"] for r in log_rows(tmp_path / "never")] == ["0.0", "0.0"]

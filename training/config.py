@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,10 +53,11 @@ class TrainConfig:
     encoder_lr_scale: float = 0.5  # pretrained encoder learns slower than the fresh decoder
     weight_decay: float = 1e-4
     warmup_steps: int = 50
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max gradient norm (0 = none); the log's `clipped` column says how often it clipped
     teacher_grad_clip: float = 1.0  # max gradient norm of the teacher while it is pre-trained (0 = none)
     ema_decay: float = 0.0  # exponential moving average of the estimator's weights (saved as `model`); 0 = off
     freeze_encoder_bn: bool = True  # encoder BatchNorm keeps its ImageNet statistics (with model.pretrained)
+    decoder_bn_stats: str = "both"  # which passes update the decoder's running BatchNorm statistics: both | hr
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 250
@@ -71,6 +73,28 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _positive(x: float) -> bool:
+    return math.isfinite(x) and x > 0
+
+
+def _non_negative(x: float) -> bool:
+    return math.isfinite(x) and x >= 0
+
+
+# Values a field's type admits but training cannot use: refused when the config is read, naming the key, instead of
+# failing deep inside PyTorch (e.g. ``Invalid learning rate: nan``) or training on nonsense.
+CHECKS = {
+    "train.lr": (_positive, "the learning rate must be a finite number > 0"),
+    "train.steps": (_positive, "must be at least 1"),
+    "train.batch_size": (_positive, "must be at least 1"),
+    "train.warmup_steps": (_non_negative, "must be 0 or more"),
+    "train.weight_decay": (_non_negative, "must be a finite number >= 0"),
+    "train.encoder_lr_scale": (_non_negative, "must be a finite number >= 0"),
+    "train.grad_clip": (_non_negative, "must be a finite number >= 0 (0: no clipping)"),
+    "train.decoder_bn_stats": (lambda v: v in ("both", "hr"), "must be both or hr"),
+}
 
 
 class ConfigError(ValueError):
@@ -144,6 +168,10 @@ def config_from_dict(raw: dict[str, dict[str, Any]]) -> Config:
             except (ValueError, TypeError) as err:
                 raise ConfigError(f"{section.name}.{key}={value!r}: {err}", f"{section.name}.{key}") from None
         sections[section.name] = dataclasses.replace(defaults, **typed)
+        for key in typed:
+            check = CHECKS.get(f"{section.name}.{key}")
+            if check and not check[0](typed[key]):
+                raise ConfigError(f"{section.name}.{key}={values[key]!r}: {check[1]}", f"{section.name}.{key}")
     return Config(**sections)
 
 

@@ -6,11 +6,17 @@ With D_hr = f(I_hr), D_lr = f(down(I_hr)) (one network, shared weights), G_lr th
   l_cons     (3) L(D_lr, down(D_hr))            everywhere, no ground truth needed
   l_affinity (4) |A(f features) - A(g features)| with g the frozen, pre-trained teacher (``teacher.py``) run on G_lr
 A term whose weight is 0 is not computed (the lr-only run never even runs the HR branch).
+
+Both passes normalise the decoder with their own batch's statistics in training; ``train.decoder_bn_stats`` says which
+of them update the running statistics that evaluation and export use: ``both`` (mixed, about half LR), or ``hr`` (the
+deployed pass only; issue 21 measured a mix as a train/deploy mismatch).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -45,6 +51,21 @@ def matched_levels(scale: float) -> list[tuple[int, int, int]]:
     return sorted(pairs, key=lambda p: p[1])[:2]
 
 
+@contextmanager
+def running_stats_kept(module: nn.Module, keep: bool = True) -> Iterator[None]:
+    """BatchNorm layers of ``module`` normalise with their batch's statistics as usual in training, but leave their
+    running statistics as they are (momentum 0), so a pass that is not deployed does not shift what evaluation uses."""
+    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if keep else []
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+
+
 class WeakObjective(nn.Module):
     """Estimator + teacher + loss terms in one module, so DistributedDataParallel can wrap the whole training step."""
 
@@ -68,11 +89,13 @@ def weak_losses(model: DepthEstimator, teacher: ReconstructionNet | None, image:
     lr_size = depth_lr.shape[-2:]
     valid_lr = valid_depth(depth_lr, data.min_depth, data.max_depth)
     image_lr = down(image, lr_size)
-    feats_lr = model.forward_features(image_lr)
+    hr_branch = loss.w_hr > 0 or loss.w_cons > 0
+    with running_stats_kept(model.decoder, hr_branch and cfg.train.decoder_bn_stats == "hr"):
+        feats_lr = model.forward_features(image_lr)
     d_lr = model.predict(feats_lr, lr_size)
     terms = {"l_lr": masked_depth_loss(d_lr, depth_lr, valid_lr, loss.form)}
     students = [(feats_lr, lr_size)]
-    if loss.w_hr > 0 or loss.w_cons > 0:
+    if hr_branch:
         feats_hr = model.forward_features(image)
         d_hr_down = down(model.predict(feats_hr, image.shape[-2:]), lr_size)
         students.append((feats_hr, image.shape[-2:]))

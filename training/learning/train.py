@@ -176,6 +176,7 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
     bar = tqdm(total=end, initial=step, disable=not (master and progress), desc="fit", dynamic_ncols=True)
     stream = batches(loader, sampler, *position)
     start = time.time()
+    clipped, logged = 0, step  # steps whose gradient was clipped since the last log row
     train_mode(objective, cfg)
     while step < end:
         batch, position = next(stream)
@@ -193,6 +194,7 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip or math.inf)
+        clipped += bool(t.grad_clip and grad_norm > t.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         if ema is not None:
@@ -205,7 +207,8 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
                 values = {k: v.item() for k, v in terms.items()}
                 bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
                 row = {"step": step, "lr": lr, "loss": loss.item(), "seconds": round(time.time() - start, 2),
-                       **values, "grad_norm": grad_norm.item()}
+                       **values, "grad_norm": grad_norm.item(), "clipped": round(clipped / (step - logged), 3)}
+                clipped, logged = 0, step
                 log = log or csv.DictWriter(log_file, fieldnames=list(row))
                 if log_file.tell() == 0:
                     log.writeheader()
