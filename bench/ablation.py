@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from depth_node_training.config import load_config
 from depth_node_training.evaluation.evaluate import evaluate_frames, torch_predictor
-from depth_node_training.evaluation.metrics import METRICS
+from depth_node_training.evaluation.metrics import METRICS, PART_METRICS, nan_mean
 from depth_node_training.evaluation.statistics import block_means, paired_bootstrap
 from depth_node_training.learning.checkpoint import config_changes, load_model
 from depth_node_training.learning.datasets import open_frames
@@ -116,18 +116,29 @@ def evaluate_row(args, name: str, run: Path, frames) -> list[dict] | None:
         predict = (upsampled_lr_predictor(model, cfg.model.mean, cfg.model.std, args.factor) if name == "upsampled-lr"
                    else torch_predictor(model, cfg.model.mean, cfg.model.std))
         evaluate_frames(predict, frames, cfg.data.min_depth, cfg.data.max_depth, csv_path=path,
-                        previews_dir=path.parent / f"previews_{args.split}", previews=4, desc=f"{name} {run.name}")
+                        previews_dir=path.parent / f"previews_{args.split}", previews=4, desc=f"{name} {run.name}",
+                        data=cfg.data)
     with path.open() as f:
         return [{k: (v if k == "frame" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def summarise(per_seed: dict[int, list[dict]]) -> dict:
-    """Mean and std over seeds of each seed's mean metric, and per-20-frame AbsRel blocks (mean over seeds)."""
+    """Mean and std over seeds of each seed's mean metric, and per-20-frame AbsRel blocks (mean over seeds).
+
+    PART_METRICS are NaN in frames without edge or hole pixels: a seed's mean skips them (``<metric>_frames``: how
+    many frames each seed averages) and so does the mean over seeds; evaluations kept from before they existed lack
+    them, and the row leaves them out unless every seed has them.
+    """
     seeds = sorted(per_seed)
+    parts = [m for m in PART_METRICS if all(m in per_seed[s][0] for s in seeds)]
     means = {m: np.array([np.mean([r[m] for r in per_seed[s]]) for s in seeds]) for m in METRICS}
+    means.update({m: np.array([nan_mean(r[m] for r in per_seed[s]) for s in seeds]) for m in parts})
     abs_rel = np.array([[r["abs_rel"] for r in per_seed[s]] for s in seeds])
-    row = {f"{m}_mean": float(v.mean()) for m, v in means.items()}
-    row.update({f"{m}_std": float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in means.items()})
+    scored = {m: v[~np.isnan(v)] for m, v in means.items()}
+    row = {f"{m}_mean": nan_mean(v) for m, v in means.items()}
+    row.update({f"{m}_std": float(v.std(ddof=1)) if len(v) > 1 else 0.0 if len(v) else np.nan
+                for m, v in scored.items()})
+    row.update({f"{m}_frames": [sum(not np.isnan(r[m]) for r in per_seed[s]) for s in seeds] for m in parts})
     row.update({"seeds": len(seeds), "seed_list": seeds, "abs_rel_per_seed": means["abs_rel"].tolist(),
                 "blocks": {"size": 20, "abs_rel": block_means(abs_rel.mean(0))}})
     return row
@@ -224,12 +235,14 @@ def main() -> None:
 
 def format_report(results: dict, comparisons: dict) -> str:
     """Markdown: one row per run (mean ± std over seeds), then the paired comparisons."""
-    lines = ["| run | seeds | AbsRel | RMSE | δ<1.25 | AbsRel per 20-frame block |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = ["| run | seeds | AbsRel | RMSE | δ<1.25 | AbsRel edges | AbsRel holes | AbsRel per 20-frame block |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in results.items():
         blocks = " ".join(f"{v:.3f}" for v in r["blocks"]["abs_rel"])
+        parts = " | ".join(f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}" if f"{m}_mean" in r else "–"
+                           for m in PART_METRICS)
         lines.append(f"| {name} | {r['seeds']} | {r['abs_rel_mean']:.3f} ± {r['abs_rel_std']:.3f} | "
-                     f"{r['rmse_mean']:.3f} ± {r['rmse_std']:.3f} | {r['delta1_mean']:.3f} | {blocks} |")
+                     f"{r['rmse_mean']:.3f} ± {r['rmse_std']:.3f} | {r['delta1_mean']:.3f} | {parts} | {blocks} |")
     lines += ["", "| comparison | ΔAbsRel | 95% interval | excludes 0 |", "| --- | --- | --- | --- |"]
     for name, c in comparisons.items():
         lines.append(f"| {name} | {c['mean']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] | {c['excludes_zero']} |")

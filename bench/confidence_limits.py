@@ -1,9 +1,10 @@
 """What limits the confidence map: how well signals of different reach rank the errors of the same models.
 
 For models of one recipe trained on the same frames (different seeds), on held-out frames with HR ground truth, the
-AbsRel sparsification (``training/sparsification.py``) of each model's depth ranked by:
+AbsRel sparsification (``training/evaluation/sparsification.py``) of each model's depth ranked by:
 
-- ``model``: the model's own calibrated confidence (HR/LR disagreement and depth edges, ``training/confidence.py``);
+- ``model``: the model's own calibrated confidence (HR/LR disagreement and depth edges,
+  ``depth_node/network/confidence_head.py``);
 - ``ensemble``: the spread (standard deviation of log depth, 17x17-pixel mean) of all the models' HR predictions: a
   deep ensemble, the usual stronger uncertainty estimate, at N times the inference cost;
 - ``lr_sensor``: the disagreement with the LR depth of the same frame, as the node computes it for

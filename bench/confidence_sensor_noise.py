@@ -1,11 +1,12 @@
 """How much the live LR depth sharpens the confidence map, and how much of that survives a noisy real sensor.
 
-On held-out frames with HR ground truth, each model's AbsRel sparsification (``training/sparsification.py``) ranked
-by its image-only confidence and by that confidence sharpened with the frame's LR depth (``depth_node/
-sensor_confidence.py``, the stage in the model's calibration). Our LR depth is down(HR ground truth), cleaner than a
-real time-of-flight sensor; so the sharpening is also scored with the LR depth degraded like one: multiplicative
-Gaussian noise per reading (``sigma``), readings lost at random (``dropout``) and a systematic scale error
-(``bias``). Rough specifications for scale: phase ToF cameras about 1% of range, multizone ToF rangers 5-8%.
+On held-out frames with HR ground truth, each model's AbsRel sparsification
+(``training/evaluation/sparsification.py``) ranked by its image-only confidence and by that confidence sharpened with
+the frame's LR depth (``depth_node/sensor_confidence.py``, the stage in the model's calibration). Our LR depth is
+down(HR ground truth), cleaner than a real time-of-flight sensor; so the sharpening is also scored with the LR depth
+degraded like one: multiplicative Gaussian noise per reading (``sigma``), readings lost at random (``dropout``) and a
+systematic scale error (``bias``). Rough specifications for scale: phase ToF cameras about 1% of range, multizone
+ToF rangers 5-8%.
 
 Prints a table (change of AbsRel when the 20% least confident pixels are removed, AURG, and the mean confidence
 against the fraction of pixels whose error is within the calibration's threshold, per model), writes JSON:

@@ -189,13 +189,16 @@ class EstimatorNode(Node):
     # --- worker thread ---
 
     def _work(self) -> None:
-        while not self._stop.is_set():
+        """Process frames until ``close`` or until the context shuts down (SIGINT/SIGTERM: nothing can be published)."""
+        while not self._stop.is_set() and self.context.ok():
             item = self.queue.get(timeout=0.1)
             if item is None:
                 continue
             try:
                 self._process(*item)
             except Exception as error:  # noqa: BLE001 - one bad frame must not stop the stream or flood the log
+                if not self.context.ok():  # shut down mid-frame: its publish failed by design, not a fault to report
+                    return
                 self._drop("error", f"frame failed: {type(error).__name__}: {error}")
 
     def _drop(self, reason: str, problem: str) -> None:
@@ -389,7 +392,8 @@ class EstimatorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """``ros2 run depth_node estimator`` / ``depth-estimator --ros-args ...``; exit code 1 on a configuration error."""
+    """``ros2 run depth_node estimator`` / ``depth-estimator --ros-args ...``; exit code 1 on a configuration error, 0
+    when stopped by SIGINT or SIGTERM (also while starting), as process managers expect."""
     log = rclpy.logging.get_logger("estimator")
     try:
         session = rclpy.init(args=args)
@@ -403,6 +407,8 @@ def main(args: list[str] | None = None) -> int:
             try:
                 node = EstimatorNode()
             except (ValueError, OSError, ImportError, RuntimeError, ParameterException) as error:
+                if not rclpy.ok():  # SIGINT/SIGTERM while starting: rcl refused the rest, no configuration error
+                    return 0
                 log.fatal(f"cannot start: {error}")
                 return 1
             try:

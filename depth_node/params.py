@@ -21,12 +21,16 @@ TRANSPORTS = ("raw", "compressed")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 RELIABILITIES = ("best_effort", "reliable")
 INPUT_RELIABILITIES = ("auto", *RELIABILITIES)
+NETWORK_STRIDE = 32  # depth_node.network.depth_estimator.STRIDE (not imported: that module needs torch)
+MAX_INPUT_SIZE = 4096  # a 4K frame's width: a larger input only upsamples the image, at many times the memory and time
 
 
 def _param(default: Any, description: str, *, name: str | None = None, choices: tuple[str, ...] = (),
-           lo: float | None = None, hi: float | None = None, read_only: bool = False, reload: bool = False) -> Any:
-    meta = {"description": description, "name": name, "choices": choices, "lo": lo, "hi": hi, "read_only": read_only,
-            "reload": reload}
+           lo: float | None = None, hi: float | None = None, least: int | None = None, read_only: bool = False,
+           reload: bool = False) -> Any:
+    """A field with its ROS metadata; ``least``: the smallest value other than 0 (which keeps its own meaning)."""
+    meta = {"description": description, "name": name, "choices": choices, "lo": lo, "hi": hi, "least": least,
+            "read_only": read_only, "reload": reload}
     return field(default=default, metadata=meta)
 
 
@@ -40,10 +44,10 @@ class NodeParams:
                           choices=BACKENDS, reload=True)
     engine_cache_dir: str = _param("", "where built TensorRT engines are cached; empty: the backend's default",
                                    reload=True)
-    input_width: int = _param(0, "network input width in pixels; 0: the model's own width", lo=0, hi=8192,
-                              reload=True)
-    input_height: int = _param(0, "network input height in pixels; 0: the model's own height", lo=0, hi=8192,
-                               reload=True)
+    input_width: int = _param(0, f"network input width in pixels, {NETWORK_STRIDE}..{MAX_INPUT_SIZE}; 0: the model's "
+                              "own width", lo=0, hi=MAX_INPUT_SIZE, least=NETWORK_STRIDE, reload=True)
+    input_height: int = _param(0, f"network input height in pixels, {NETWORK_STRIDE}..{MAX_INPUT_SIZE}; 0: the "
+                               "model's own height", lo=0, hi=MAX_INPUT_SIZE, least=NETWORK_STRIDE, reload=True)
     min_depth: float = _param(0.0, "nearest valid depth in metres, nearer is published invalid; 0: the model's minimum",
                               lo=0.0, hi=1000.0)
     max_depth: float = _param(0.0, "farthest valid depth in metres, farther is published invalid; 0: the model's "
@@ -120,6 +124,10 @@ def check_value(name: str, value: Any) -> str | None:
         return f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}"
     if meta["lo"] is not None and not meta["lo"] <= value <= meta["hi"]:
         return f"{name} must be in [{meta['lo']}, {meta['hi']}], got {value!r}"
+    if meta["least"] and value and value < meta["least"]:
+        return (f"{name} {value} is below {meta['least']}, the network's stride (it pads a smaller input up to that: "
+                f"nothing is saved, the depth is only coarser); use {meta['least']}..{meta['hi']} or 0 for the model's "
+                "own")
     return None
 
 
@@ -199,6 +207,8 @@ def declare(node: Any) -> NodeParams:
         desc = ParameterDescriptor(name=name, description=meta["description"], read_only=meta["read_only"])
         if meta["choices"]:
             desc.additional_constraints = "one of: " + ", ".join(meta["choices"])
+        if meta["least"]:
+            desc.additional_constraints = f"0 or {meta['least']}..{int(meta['hi'])}"
         if meta["lo"] is not None and isinstance(f.default, int) and not isinstance(f.default, bool):
             desc.integer_range = [IntegerRange(from_value=int(meta["lo"]), to_value=int(meta["hi"]), step=1)]
         elif meta["lo"] is not None:

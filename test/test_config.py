@@ -56,8 +56,8 @@ def test_the_depth_train_cli_refuses_it_in_one_line_before_reading_data(tmp_path
     run = subprocess.run([sys.executable, "-m", "depth_node_training.cli", "fit", "--data", str(tmp_path / "none"),
                           "--out", str(tmp_path / "run"), "train.lr=nan"], capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and not (tmp_path / "run").exists()
-    assert run.stderr.strip().splitlines() == ["depth-train fit: error: train.lr='nan': the learning rate must be a finite number "
-                                               "> 0 (from the command line)"]
+    assert run.stderr.strip().splitlines() == ["depth-train fit: error: train.lr='nan': the learning rate must be a "
+                                               "finite number > 0 (from the command line)"]
 
 
 @pytest.mark.parametrize("override", ["train.steps=0", "train.batch_size=0", "train.grad_clip=-1",

@@ -34,6 +34,30 @@ def test_seven_scenes_reader(tmp_path):
     assert len(block) == 2 and block[0].name == "frame-000001"
 
 
+def test_seven_scenes_poses_missing_or_unreadable_are_none_and_counted(tmp_path, caplog):
+    pose = np.eye(4)
+    pose[:3, 3] = (0.5, -0.25, 2.0)
+    for i in range(4):
+        write_frame(tmp_path, f"frame-{i:06d}", np.zeros((8, 8, 3), np.uint8), np.full((8, 8), 1000, np.uint16))
+    np.savetxt(tmp_path / "frame-000000.pose.txt", pose)
+    (tmp_path / "frame-000002.pose.txt").write_text("1 0 0\n0 1 0\n")  # cut short
+    np.savetxt(tmp_path / "frame-000003.pose.txt", np.full((4, 4), -np.inf))  # what a lost tracker writes
+    frames = open_frames(str(tmp_path))
+    np.testing.assert_array_equal(frames[0].pose, pose)
+    assert frames[0].pose.dtype == np.float64 and [f.pose is None for f in frames] == [False, True, True, True]
+    assert frames.poses[0] is not frames[0].pose  # a frame's pose is its own copy
+    assert frames.without_pose.as_dict() == {"missing pose file": 1, "unreadable pose file": 2}
+    warnings = [r.getMessage() for r in caplog.records if "pose" in r.getMessage()]
+    assert warnings == [f"{tmp_path}: kept without pose 1 frame: missing pose file (frame-000001.pose.txt)",
+                        f"{tmp_path}: kept without pose 2 frames: unreadable pose file (frame-000002.pose.txt, "
+                        "frame-000003.pose.txt)"]
+
+
+def test_real_seven_scenes_poses(redkitchen):
+    frame = open_frames(f"{redkitchen}@100:101")[0]
+    np.testing.assert_array_equal(frame.pose, np.loadtxt(redkitchen / "frame-000100.pose.txt"))
+
+
 def test_tum_reader_associates_by_timestamp(tmp_path):
     (tmp_path / "rgb").mkdir()
     (tmp_path / "depth").mkdir()
@@ -128,6 +152,7 @@ def test_missing_files_are_skipped_and_counted_in_every_folder_reader(tmp_path, 
     frames = ExtractedSet(extracted)
     assert [f.name for f in frames] == ["000000", "000002"]
     assert frames.skipped.as_dict() == {"missing depth_lr file": 1}
+    assert frames[0].pose is None  # a set extracted before poses were: no pose column
     for name in ("000000", "000002"):
         (extracted / f"depth_lr/{name}.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"no usable frame in index.csv \(skipped 3 frames: missing depth_lr"):

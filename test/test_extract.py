@@ -11,14 +11,26 @@ import os
 import cv2
 import numpy as np
 import pytest
-from bag_fixtures import DEPTH_K, PERIOD_NS, REAL_BAG, START_NS, Rig, color_image, depth_image, write_bag
+from bag_fixtures import (
+    BUILD,
+    DATA,
+    DEPTH_K,
+    PERIOD_NS,
+    REAL_BAG,
+    START_NS,
+    Rig,
+    color_image,
+    depth_image,
+    write_bag,
+)
 from depth_node_training.frames import split_by_time
 from depth_node_training.learning.datasets import open_frames
 from depth_node_training.logs import extract as extract_module
-from depth_node_training.logs.bag_reader import BagError, decode_depth, open_bag
+from depth_node_training.logs.bag_reader import BagError, TransformTree, decode_depth, open_bag
 from depth_node_training.logs.extract import extract, extract_cached
 from depth_node_training.logs.extracted_set import ExtractedSet, is_extracted_set
 from depth_node_training.logs.pairing import pair_nearest
+from depth_node_training.logs.poses import fixed_frames
 from depth_node_training.skipped import skipped_of
 
 
@@ -292,3 +304,93 @@ def test_real_bag_extracted_depth_equals_bag_depth(real_extract):
     frame = ExtractedSet(out)[0]
     assert frame.color.shape == (480, 640, 3) and frame.depth_lr.shape == (120, 160)
     np.testing.assert_allclose(frame.K, [[585, 0, 320], [0, 585, 240], [0, 0, 1]])
+
+
+def tf_log(times_ns: list[int], T_base_camera: np.ndarray) -> list[tuple[int, str, str, object]]:
+    """/tf odom -> base_link sampled at ``times_ns`` from a steady screw motion (constant velocity and angular velocity
+    about a fixed axis, where linear interpolation and slerp are exact), /tf_static base_link -> cam_optical."""
+    items = [(START_NS, "/tf_static", "tf2_msgs/msg/TFMessage",
+              BUILD.tf(START_NS, [("base_link", "cam_optical", T_base_camera)]))]
+    items += [(START_NS + t, "/tf", "tf2_msgs/msg/TFMessage", BUILD.tf(START_NS + t, [("odom", "base_link",
+                                                                                         screw(t))]))
+              for t in times_ns]
+    return items
+
+
+def screw(t_ns: int) -> np.ndarray:
+    t = t_ns / 1e9
+    axis = np.array([0.3, 0.2, 0.93]) / np.linalg.norm([0.3, 0.2, 0.93])
+    T = np.eye(4)
+    T[:3, :3] = cv2.Rodrigues(axis * 0.8 * t)[0]
+    T[:3, 3] = (0.5 * t, -0.2 * t, 0.05 * t)
+    return T
+
+
+def test_poses_interpolated_from_tf_and_frames_without_one_counted(tmp_path, caplog, capsys):
+    T_base_camera = np.eye(4)
+    T_base_camera[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]  # optical axes on a base_link (x forward, z up)
+    T_base_camera[:3, 3] = (0.1, 0.0, 0.8)
+    times = [PERIOD_NS // 2 + j * PERIOD_NS for j in range(4)] + [5 * PERIOD_NS - 8_000_000]
+    bag = write_bag(tmp_path / "bag", Rig(frames=6).log() + tf_log(times, T_base_camera))
+    cli("extract", "--bag", str(bag), "--out", str(tmp_path / "out"))
+    frames = ExtractedSet(tmp_path / "out")
+    assert frames.poses[0] is None and frames[0].pose is None  # 17 ms before the first sample: not extrapolated
+    for k in range(1, 5):  # between samples: interpolation is exact for this motion
+        np.testing.assert_allclose(frames[k].pose, screw(k * PERIOD_NS) @ T_base_camera, atol=1e-9)
+    np.testing.assert_allclose(frames[5].pose, screw(times[-1]) @ T_base_camera, atol=1e-9)  # held 8 ms
+    poses = json.loads((tmp_path / "out" / "summary.json").read_text())["bags"][0]["poses"]
+    reason = "stamp before the first odom -> base_link transform"
+    assert poses == {"frame": "odom", "camera": "cam_optical", "frames": 5, "without": {reason: 1}, "note": ""}
+    assert f"poses of cam_optical in odom: 5 frames (without: 1 {reason})" in capsys.readouterr().out
+    assert f"{bag}: kept without pose 1 frame: {reason} (000000)" in caplog.text
+
+    extract([bag], tmp_path / "base", pose_frame="base_link", progress=False)  # a frame named: the rig's own
+    np.testing.assert_allclose(ExtractedSet(tmp_path / "base")[3].pose, T_base_camera, atol=1e-12)
+    with pytest.raises(BagError, match="--pose-frame map: not connected to cam_optical .*frames: base_link, "):
+        extract([bag], tmp_path / "map", pose_frame="map", progress=False)
+
+
+def test_without_tf_extraction_has_no_poses_and_says_so_once(tmp_path, caplog):
+    bag = write_bag(tmp_path / "bag", Rig(frames=3).log())
+    summary = extract([bag], tmp_path / "out", progress=False)
+    assert all(frame.pose is None for frame in ExtractedSet(tmp_path / "out"))
+    lines = [r.getMessage() for r in caplog.records if "pose" in r.getMessage()]
+    assert lines == [f"no poses: {bag}: no /tf transform moves cam_optical in a fixed frame; training uses LR depth "
+                     f"only"]
+    assert summary["bags"][0]["poses"]["note"] == lines[0]
+
+
+def test_fixed_frame_is_the_one_moving_root():
+    tree = TransformTree()
+    tree.edges = {("odom", "base_link"): np.eye(4), ("base_link", "cam"): np.eye(4), ("world", "marker"): np.eye(4)}
+    tree.static = {("base_link", "cam")}
+    assert fixed_frames(tree, "cam") == ["odom"]  # world is a root, but not of the camera's tree
+    tree.static.add(("odom", "base_link"))
+    assert fixed_frames(tree, "cam") == []  # only static transforms: the camera never moves
+    tree.edges[("map", "cam")] = np.eye(4)  # a second parent (a broken tree): which one is meant is not obvious
+    assert fixed_frames(tree, "cam") == ["map"]
+    tree.static.discard(("odom", "base_link"))
+    assert fixed_frames(tree, "cam") == ["map", "odom"]
+
+
+def test_real_odom_bag_poses_are_the_pose_files(tmp_path):
+    """odom -> base_link in /tf composed with the static base_link -> camera_color_optical_frame: the 7-Scenes pose
+    of each frame (README of the data: to 1e-4)."""
+    bag = REAL_BAG.parent / "redkitchen_odom_x4"
+    if not (bag / "metadata.yaml").exists():
+        pytest.skip(f"real data not present at {bag}")
+    summary = extract([bag], tmp_path / "out", progress=False)
+    assert summary["bags"][0]["poses"]["frame"] == "odom"
+    frames = ExtractedSet(tmp_path / "out")
+    assert summary["bags"][0]["poses"]["frames"] == len(frames) == 195
+    for name, pose in zip(frames.color_numbers, frames.poses, strict=True):
+        np.testing.assert_allclose(pose, np.loadtxt(DATA / "redkitchen" / f"frame-{name:06d}.pose.txt"), atol=1e-3)
+    assert frames[0].pose.dtype == np.float64
+
+
+def test_real_bag_without_tf_has_no_poses(real_extract):
+    out, summary = real_extract
+    assert summary["bags"][0]["poses"]["note"].startswith(f"no poses: {REAL_BAG}: no /tf transform moves "
+                                                           "camera_color_optical_frame")
+    frames = open_frames(f"{out}@0:5")
+    assert len(frames) == 5 and all(frames[k].pose is None for k in range(5))

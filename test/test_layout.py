@@ -91,5 +91,5 @@ def test_the_runtime_never_imports_training():
 def test_training_top_level_holds_at_most_eight_modules():
     top = sorted(p.name for p in PACKAGES["depth_node_training"].glob("*.py"))
     assert len(top) <= 8, top
-    assert {"learning", "evaluation", "deployment", "logs"} <= {p.name for p in PACKAGES["depth_node_training"].iterdir()
-                                                               if (p / "__init__.py").exists()}
+    stages = {p.name for p in PACKAGES["depth_node_training"].iterdir() if (p / "__init__.py").exists()}
+    assert {"learning", "evaluation", "deployment", "logs"} <= stages

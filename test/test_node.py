@@ -429,6 +429,23 @@ def test_bad_model_files_refuse_to_start_or_to_switch(start, tmp_path: Path, cap
     assert h.send(raw_image(image, 1), camera_info(60, 80, 1)) is not None
 
 
+def test_input_size_out_of_bounds_is_refused_at_run_time(start, model: Path) -> None:
+    h = start(model=str(model.with_suffix(".pt")), backend="torch")  # a checkpoint on PyTorch runs at any size
+    before = h.node.pipeline.estimator
+    for name, value, reason in (("input_width", 8192, "input_width out of range. Min: 0, Max: 4096, value: 8192"),
+                                ("input_height", 16, "input_height 16 is below 32, the network's stride")):
+        refused = h.node.set_parameters([Parameter(name, value=value)])[0]
+        assert not refused.successful and reason in refused.reason
+    assert h.node.pipeline.estimator is before and (h.node.params.input_height, h.node.params.input_width) == (0, 0)
+    image = RNG.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    assert h.send(raw_image(image, 1), camera_info(60, 80, 1)) is not None  # still running on the old estimator
+    limits = [Parameter("input_height", value=32), Parameter("input_width", value=4096)]
+    assert h.node.set_parameters_atomically(limits).successful  # the limits themselves are accepted
+    assert h.node.pipeline.estimator.input_size == (32, 4096)
+    depth = h.send(raw_image(image, 2), camera_info(60, 80, 2))
+    assert depth is not None and (depth.height, depth.width) == (60, 80)
+
+
 def test_scale_alignment_survives_impossible_lr_depth(start, estimator, capfd) -> None:
     h = start(**{"scale_align.enabled": True, "scale_align.smoothing": 0.0})
     image = RNG.integers(0, 256, (120, 160, 3), dtype=np.uint8)

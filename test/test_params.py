@@ -13,6 +13,8 @@ from rclpy.parameter import Parameter
 
 from depth_node.params import (
     FIELDS,
+    MAX_INPUT_SIZE,
+    NETWORK_STRIDE,
     NodeParams,
     check_value,
     declare,
@@ -121,6 +123,33 @@ def test_width_and_height_are_settable_one_at_a_time() -> None:
     assert input_size(both, (480, 640)) == (240, 320) and input_size(both, None) == (240, 320)
     with pytest.raises(ValueError, match="input_width is set alone but the model records no input size"):
         input_size(width_only, None)
+
+
+def test_input_size_is_0_or_between_the_network_stride_and_4096(context: rclpy.Context) -> None:
+    from depth_node.network.depth_estimator import STRIDE
+
+    assert NETWORK_STRIDE == STRIDE  # the network pads any input to a multiple of it
+    for value in (0, 32, 33, 4096):  # a size off the stride is padded, as the network does for 120 (to 128)
+        assert check_value("input_width", value) is None and check_value("input_height", value) is None
+    assert check_value("input_height", 16).startswith("input_height 16 is below 32, the network's stride")
+    assert "use 32..4096 or 0 for the model's own" in check_value("input_width", 31)
+    assert check_value("input_width", 8192) == "input_width must be in [0, 4096], got 8192"
+    with pytest.raises(ValueError, match="input_width 16 is below 32"):
+        with_changes(NodeParams(), {"input_width": 16})
+    with pytest.raises(ValueError, match="input_width 16 is below 32"):
+        declared(context, "-p", "input_width:=16")  # at start: the node says `cannot start: ...`
+    with pytest.raises(InvalidParameterValueException):
+        declared(context, "-p", "input_height:=8192")
+    node, _ = declared(context)
+    try:
+        described = {d.name: d for d in node.describe_parameters(["input_width", "input_height"])}
+        for d in described.values():
+            assert (d.integer_range[0].from_value, d.integer_range[0].to_value) == (0, MAX_INPUT_SIZE)
+            assert d.additional_constraints == "0 or 32..4096" and "32..4096" in d.description
+        refused = node.set_parameters([Parameter("input_width", value=8192)])[0]
+        assert not refused.successful and "Max: 4096, value: 8192" in refused.reason
+    finally:
+        node.destroy_node()
 
 
 def test_depth_range_must_lie_within_the_models() -> None:

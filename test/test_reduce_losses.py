@@ -135,3 +135,26 @@ def test_metrics_against_hand_computed_values():
     assert m["delta3"] == pytest.approx(2 / 3)  # ratio 2.0 > 1.25^3 = 1.953
     scaled = depth_metrics(gt * 2.5, gt, 0.1, 10.0, median_scaling=True)
     assert scaled["abs_rel"] == pytest.approx(0.0)
+
+
+def test_charbonnier_is_zero_at_zero_like_l1_far_away_and_smooth():
+    t = torch.full((1, 1, 2, 2), 2.0)
+    mask = torch.ones_like(t, dtype=torch.bool)
+    assert masked_depth_loss(t, t, mask, "charbonnier") == 0
+    far = masked_depth_loss(t + 1.0, t, mask, "charbonnier")
+    assert abs(far.item() - (1.0 - 0.01 + 0.01**2 / 2)) < 1e-3  # ~ |error| - eps for |error| >> eps
+    near = (t + 1e-3).requires_grad_()
+    masked_depth_loss(near, t, mask, "charbonnier").backward()
+    assert 0 < near.grad.abs().max() < 0.1 / 4  # gradient ~ error / eps, not L1's constant 1/n
+
+
+def test_reference_affinity_form_is_squared_and_uncentred():
+    torch.manual_seed(0)
+    student, teacher = torch.rand(1, 8, 12, 16), torch.rand(1, 4, 12, 16)
+    valid = torch.ones(1, 1, 12, 16, dtype=torch.bool)
+    assert affinity_loss(student, student[:, :4], valid[:, :, :, :], (3, 4), "reference") >= 0
+    assert affinity_loss(teacher, teacher, valid, (3, 4), "reference") == 0
+    ours, reference = (affinity_loss(student, teacher, valid, (3, 4), form) for form in ("centred_l1", "reference"))
+    assert 0 < reference < ours  # squared differences of cosines below 1, and uncentred post-ReLU-like features agree
+    with pytest.raises(ValueError, match="unknown loss.affinity_form 'l2'"):
+        affinity_loss(student, teacher, valid, (3, 4), "l2")

@@ -60,6 +60,20 @@ def test_sample_bag_stamps_latency_and_extrinsic(sample):
     assert sorted(set(latency)) == [10_000_000, 250_000_000]  # two depth messages were logged late
 
 
+def test_extracted_poses_are_the_rendered_camera(sample):
+    """/tf odom -> base_link at each colour stamp composed with /tf_static: the pose the frame was rendered from, and
+    the camera moves a few centimetres between frames (parallax for the photometric loss)."""
+    _, summary, frames = sample
+    assert summary["bags"][0]["poses"]["frame"] == "odom" and summary["bags"][0]["poses"]["frames"] == len(frames)
+    period = round(1e9 / sample_bag.FPS)
+    for frame in frames:
+        k = (frame.stamp_ns - sample_bag.START_NS) // period
+        np.testing.assert_allclose(frame.pose, sample_bag.base_pose(k / sample_bag.FPS) @ sample_bag.T_BASE_COLOR,
+                                   atol=1e-9)
+    steps = np.linalg.norm(np.diff([pose[:3, 3] for pose in frames.poses], axis=0), axis=1)
+    assert 0.03 < steps.min() and steps.max() < 0.1
+
+
 def test_registration_matches_ground_truth(sample):
     """Registered LR depth vs the exact GT in the color camera: median error at the noise level, nearly full cover."""
     _, _, frames = sample

@@ -197,3 +197,35 @@ def test_the_log_says_how_often_the_gradient_was_clipped(wide_fov_set, tmp_path)
         tmp_path / "never", progress=False)
     assert [r["clipped"] for r in log_rows(tmp_path / "always")] == ["1.0", "1.0"]
     assert [r["clipped"] for r in log_rows(tmp_path / "never")] == ["0.0", "0.0"]
+
+
+@pytest.mark.parametrize("cons_grad", ["both", "hr_teaches_lr", "lr_teaches_hr"])
+def test_consistency_sends_its_gradient_only_to_the_side_that_learns(cons_grad):
+    from depth_node_training.learning.objective import consistency
+
+    cfg = load_config(None, [f"loss.cons_grad={cons_grad}", "loss.cons_penalty=charbonnier"])
+    d_lr, d_hr = (torch.full((1, 1, 4, 4), v, requires_grad=True) for v in (1.0, 2.0))
+    consistency(d_lr, d_hr, cfg).backward()
+    assert (d_lr.grad is not None and d_lr.grad.abs().sum() > 0) == (cons_grad != "lr_teaches_hr")
+    assert (d_hr.grad is not None and d_hr.grad.abs().sum() > 0) == (cons_grad != "hr_teaches_lr")
+
+
+def test_lr_coarse_distils_the_lr_branch_one_to_one_at_the_teachers_coarsest_level():
+    from depth_node_training.learning.objective import STUDENT_STRIDES, distilled
+
+    lr_feats, hr_feats = ["lr"] * 5, ["hr"] * 5
+    pairs = distilled([(lr_feats, (60, 80)), (hr_feats, (240, 320))], (60, 80), "lr_coarse")
+    assert [(f[0], size, level, stride, t) for f, size, level, stride, t in pairs] == [
+        ("lr", (60, 80), STUDENT_STRIDES.index(4), 4, 0)]
+    matched = distilled([(lr_feats, (60, 80)), (hr_feats, (240, 320))], (60, 80), "matched")
+    assert {f[0] for f, *_ in matched} == {"lr", "hr"} and len(matched) == 4
+
+
+def test_every_variant_of_the_papers_parts_trains(wide_fov_set, tmp_path):
+    cfg = load_config(None, [*RECIPE, "train.steps=2", "loss.cons_grad=hr_teaches_lr", "loss.cons_penalty=charbonnier",
+                             "loss.teacher_view=full", "loss.distill=lr_coarse", "loss.affinity_form=reference",
+                             "loss.affinity_grid=[2,3]", "train.decoder_bn_stats=hr"])
+    fit(cfg, [wide_fov_set], tmp_path, progress=False)
+    rows = log_rows(tmp_path)
+    assert [r["step"] for r in rows] == ["1", "2"]
+    assert all(np.isfinite(float(r[k])) and float(r[k]) >= 0 for r in rows for k in ("l_cons", "l_affinity"))

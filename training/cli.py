@@ -18,7 +18,8 @@ COMMANDS = {
     "export": (".deployment.export", "export a checkpoint to ONNX (normalisation inside the graph)"),
     "calibrate-confidence": (".deployment.calibrate_confidence", "fit the confidence calibration of a checkpoint"),
     "quantize": (".deployment.quantize", "INT8 Q/DQ model from an exported ONNX, calibrated on frames"),
-    "build-engine": (".deployment.engine", "build a TensorRT engine from an exported ONNX model (alias of depth-engine)"),
+    "build-engine": (".deployment.engine",
+                     "build a TensorRT engine from an exported ONNX model (alias of depth-engine)"),
     "extract": (".logs.extract", "extract paired, registered frames from rosbag2 logs"),
     "sample-bag": (".logs.sample_bag", "write a small synthetic robot log (rosbag2) with ground truth"),
 }

@@ -29,6 +29,7 @@ class DataConfig:
     full_frame_fraction: float = 0.0  # share of batches that are whole frames (as deployed) instead of crops
     scale_jitter: float = 0.0  # zoom log-uniform in [1/(1+j), 1+j], depths divided by the zoom; 0 = off
     cache_frames: bool = False  # keep decoded frames in memory (~2.2 MB per 640x480 frame and worker): GPU training
+    lr_holes: float = 0.0  # fraction of the LR supervision removed in blobs, fixed per frame (hole experiment)
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,17 @@ class LossConfig:
     teacher_steps: int = 400  # pre-training steps of the teacher (batch 8 of 64x80 LR crops), before it is frozen
     affinity_grid: tuple[int, int] = (30, 40)  # features are pooled to this grid before pairwise similarities
     affinity_warmup: float = 0.2  # fraction of steps over which w_affinity ramps up from 0
+    cons_grad: str = "both"  # (3)'s gradient: both sides | hr_teaches_lr (stopped through down(D_hr)) | lr_teaches_hr
+    cons_penalty: str = "form"  # (3)'s penalty: the loss form above | charbonnier (robust, smooth at 0)
+    teacher_view: str = "task"  # what the teacher sees at distillation: task (its pre-training view) | full (G_lr)
+    distill: str = "matched"  # matched: both branches at their two finest matched levels | lr_coarse (docs/method.md)
+    affinity_form: str = "centred_l1"  # centred_l1 (ours) | reference (Liu et al.: cosine, max-pooled, squared)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 1000  # the validated budget (docs/method.md, "Budget")
+    init: str = ""  # a checkpoint whose estimator weights training starts from (fine-tuning); "": model.pretrained
     batch_size: int = 4
     lr: float = 5e-4
     encoder_lr_scale: float = 0.5  # pretrained encoder learns slower than the fresh decoder
@@ -94,6 +101,12 @@ CHECKS = {
     "train.encoder_lr_scale": (_non_negative, "must be a finite number >= 0"),
     "train.grad_clip": (_non_negative, "must be a finite number >= 0 (0: no clipping)"),
     "train.decoder_bn_stats": (lambda v: v in ("both", "hr"), "must be both or hr"),
+    "loss.cons_grad": (lambda v: v in ("both", "hr_teaches_lr", "lr_teaches_hr"),
+                       "must be both, hr_teaches_lr or lr_teaches_hr"),
+    "loss.cons_penalty": (lambda v: v in ("form", "charbonnier"), "must be form or charbonnier"),
+    "loss.teacher_view": (lambda v: v in ("task", "full"), "must be task or full"),
+    "loss.distill": (lambda v: v in ("matched", "lr_coarse"), "must be matched or lr_coarse"),
+    "loss.affinity_form": (lambda v: v in ("centred_l1", "reference"), "must be centred_l1 or reference"),
 }
 
 

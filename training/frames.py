@@ -15,7 +15,9 @@ class Frame:
 
     Depth arrays are float32 metres with 0 marking invalid pixels. ``depth_lr`` is the LR sensor depth registered
     into the color camera (None when the reader has only HR ground truth: training then makes it with ``down``).
-    ``depth_hr`` is HR ground truth, used only for evaluation.
+    ``depth_hr`` is HR ground truth, used only for evaluation. ``pose`` is the 4x4 float64 camera-to-world transform
+    (optical axes: x right, y down, z forward; metres) in the recording's fixed frame, None when unknown: relative poses
+    of nearby frames let a photometric loss supervise detail the LR sensor cannot resolve.
     """
 
     name: str
@@ -24,6 +26,7 @@ class Frame:
     depth_lr: np.ndarray | None = None
     depth_hr: np.ndarray | None = None
     stamp_ns: int = 0
+    pose: np.ndarray | None = None
 
 
 class FrameSource(Protocol):

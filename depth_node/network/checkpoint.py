@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from .depth_estimator import DepthEstimator
+from .factory import make_network
 from .model_config import ModelConfig, model_config_from_saved
 
 
@@ -32,7 +33,7 @@ def build_network(model_cfg: ModelConfig, state: dict[str, torch.Tensor], device
 
     ImageNet weights are not loaded first: the checkpoint holds every weight (and their package need not exist).
     """
-    model = DepthEstimator(dataclasses.replace(model_cfg, pretrained=False))
+    model = make_network(dataclasses.replace(model_cfg, pretrained=False))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     return model.to(device).eval()
 

@@ -136,6 +136,7 @@ def pad_to_stride(x: torch.Tensor, stride: int = STRIDE) -> torch.Tensor:
 
 class DepthEstimator(nn.Module):
     """Monocular metric depth: normalised RGB (N,3,H,W), any H and W, to depth in metres (N,1,H,W)."""
+    FEATURE_STRIDES = (32, 16, 8, 4, 2)  # of ``forward_features``' levels, relative to the padded input
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

@@ -20,6 +20,8 @@ class ModelConfig:
     input_height: int = 480  # the HR image size the model is deployed at (export default)
     input_width: int = 640
     factor: float = 4.0  # HR/LR resolution ratio it was trained for (recorded for deployment)
+    arch: str = "efficientnet_lite0"  # efficientnet_lite0 | fastdepth (network/factory.py)
+    prior: str = ""  # fastdepth: the FastDepth .tflite whose weights training starts from (with pretrained)
 
 
 def model_config_from_saved(saved: dict[str, Any]) -> ModelConfig:

@@ -21,7 +21,7 @@ from ..config import DataConfig
 from ..frames import Frame, FrameSource
 from ..learning.training_pairs import lr_supervision
 from ..skipped import Skipped, scorable_frames, skipped_of
-from .metrics import METRICS, depth_metrics
+from .metrics import EDGE_BAND, EDGE_JUMP, METRICS, PART_METRICS, depth_metrics, nan_mean, part_regions, valid_gt
 from .previews import preview_row, save_rows
 from .sparsification import mean_curves, plot, reliability, reliability_counts, sparsification
 
@@ -47,8 +47,15 @@ def torch_predictor(model: torch.nn.Module, mean, std) -> Predictor:
 def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 0.1, max_depth: float = 10.0,
                     median_scaling: bool = False, csv_path: Path | None = None, previews_dir: Path | None = None,
                     previews: int = 4, desc: str = "evaluate", confidence: bool = False,
-                    confidence_threshold: float = 0.1, sharpen: Sharpener | None = None) -> dict:
+                    confidence_threshold: float = 0.1, sharpen: Sharpener | None = None,
+                    data: DataConfig | None = None) -> dict:
     """Mean metrics over frames with HR ground truth; predictions of another size are resized to the ground truth.
+
+    Besides METRICS, each frame gets PART_METRICS (``metrics.part_regions``): AbsRel in the band around the ground
+    truth's depth edges, and inside the holes of the LR supervision ``data`` makes (``lr_supervision``: the frame's
+    logged LR depth, else the ground truth reduced by ``data.factor``, less the blobs ``data.lr_holes`` removes in
+    training; default: factor 4, no blobs). A frame without such pixels has NaN there; the summary's mean skips NaN
+    and ``<metric>_frames`` says how many frames it averages.
 
     Frames that cannot be read or have no ground truth are skipped and counted by reason in ``skipped`` (with what
     the reader left out when it opened); only when no frame remains is it an error. With ``confidence`` the predictor
@@ -57,6 +64,7 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
     ``sharpen(confidence, depth, frame)``: the confidence with the frame's live LR depth, scored likewise under
     ``confidence_lr_depth`` (and shown in the previews).
     """
+    data = data or DataConfig(min_depth=min_depth, max_depth=max_depth)
     rows, picked, curves, counts = [], [], [], 0.0
     sharp_curves, sharp_counts = [], 0.0
     skipped = Skipped()  # while scoring (the reader warned about its own when it opened)
@@ -67,9 +75,10 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
         if pred.shape != gt.shape:
             pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
             conf = None if conf is None else cv2.resize(conf, (gt.shape[1], gt.shape[0]))
-        rows.append({"frame": frame.name, **depth_metrics(pred, gt, min_depth, max_depth, median_scaling)})
+        regions = part_regions(gt, lr_supervision(frame, data), min_depth, max_depth)
+        rows.append({"frame": frame.name, **depth_metrics(pred, gt, min_depth, max_depth, median_scaling, regions)})
         if conf is not None:
-            valid = np.isfinite(gt) & (gt >= min_depth) & (gt <= max_depth)
+            valid = valid_gt(gt, min_depth, max_depth)
             scored = np.clip(np.nan_to_num(pred[valid], nan=min_depth), min_depth, max_depth)
             rel_err = np.abs(scored - gt[valid]) / gt[valid]
             curves.append(sparsification(scored, gt[valid], conf[valid]))
@@ -85,6 +94,11 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
     if not rows:
         raise ValueError(f"no frame to evaluate: {'; '.join(skipped.lines()) or 'the data holds no frame'}")
     summary = {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
+    for m in PART_METRICS:
+        summary[m] = nan_mean(r[m] for r in rows)
+        summary[f"{m}_frames"] = sum(not np.isnan(r[m]) for r in rows)
+    summary["parts"] = {"edge_band_px": EDGE_BAND, "edge_jump": round(EDGE_JUMP - 1, 6), "lr_factor": data.factor,
+                        "lr_holes": data.lr_holes}
     summary["frames"] = len(rows)
     summary["skipped"] = skipped.as_dict()
     if curves:
@@ -123,11 +137,12 @@ def validation_metrics(predict: Predictor, frames: FrameSource, data: DataConfig
 
 
 def format_table(results: dict[str, dict]) -> str:
-    """Markdown table, one row per run."""
-    head = "| run | " + " | ".join(METRICS) + " |"
-    lines = [head, "|" + " --- |" * (len(METRICS) + 1)]
+    """Markdown table, one row per run (PART_METRICS: nan where no frame had such pixels)."""
+    columns = METRICS + PART_METRICS
+    head = "| run | " + " | ".join(columns) + " |"
+    lines = [head, "|" + " --- |" * (len(columns) + 1)]
     for name, r in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{r[m]:.3f}" for m in METRICS) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{r.get(m, np.nan):.3f}" for m in columns) + " |")
     return "\n".join(lines)
 
 
@@ -157,13 +172,18 @@ def run(args) -> None:
         return estimator.infer(rgb, "rgb8")[0]
 
     threshold = json.loads(estimator.metadata.get("confidence", "{}")).get("threshold", 0.1)
+    data = evaluation_data(args)
     summary = evaluate_frames(predict, frames, args.min_depth, args.max_depth, args.median_scaling, args.csv,
                               args.previews, desc=f"evaluate ({estimator.backend})", confidence=args.confidence,
-                              confidence_threshold=threshold, sharpen=lr_depth_sharpener(estimator, args))
+                              confidence_threshold=threshold, sharpen=lr_depth_sharpener(estimator, args, data),
+                              data=data)
     summary.update({"model": str(args.model or "default"), "backend": estimator.backend, "data": args.data,
                     "factor": factor})
     print(format_table({Path(str(args.model or "default")).name: summary}))
     print(f"frames scored {summary['frames']}, skipped: {summary['skipped'] or 'none'}")
+    print(f"abs_rel_edges: within {EDGE_BAND} px of a depth jump > {EDGE_JUMP - 1:.0%}, "
+          f"{summary['abs_rel_edges_frames']} frames; abs_rel_holes: in holes of the LR supervision (factor "
+          f"{data.factor:g}, removed blobs {data.lr_holes:g}), {summary['abs_rel_holes_frames']} frames")
     if args.confidence:
         for key, label in (("confidence", "confidence"), ("confidence_lr_depth", "with the live LR depth")):
             if key in summary:
@@ -178,9 +198,23 @@ def run(args) -> None:
         Path(args.json).write_text(json.dumps(summary, indent=2))
 
 
-def lr_depth_sharpener(estimator, args) -> Sharpener | None:
-    """With ``--lr-depth``: the model's live LR depth stage on each frame's LR depth (the logged sensor depth, else
-    the HR ground truth reduced by ``--factor`` as training does)."""
+def evaluation_data(args) -> DataConfig:
+    """The LR supervision evaluation assumes: ``--factor`` and the depth range, with the blobs that ``--lr-holes``
+    removes, by default those the checkpoint's training removed (its ``data.lr_holes``; none for other model files),
+    so ``abs_rel_holes`` scores exactly the footprints training had no target in."""
+    holes = args.lr_holes
+    if holes is None:
+        from depth_node.model_files import model_kind
+        from depth_node.network.checkpoint import read_checkpoint
+
+        trained = args.model and model_kind(Path(args.model)) == "checkpoint"
+        holes = (read_checkpoint(args.model)["config"].get("data") or {}).get("lr_holes", 0.0) if trained else 0.0
+    return DataConfig(factor=args.factor, min_depth=args.min_depth, max_depth=args.max_depth, lr_holes=float(holes))
+
+
+def lr_depth_sharpener(estimator, args, data: DataConfig) -> Sharpener | None:
+    """With ``--lr-depth``: the model's live LR depth stage on each frame's LR depth ``data`` makes (the logged sensor
+    depth, else the HR ground truth reduced by ``--factor`` as training does, with the blobs training removed)."""
     from depth_node.sensor_confidence import sharpen
 
     if not args.lr_depth:
@@ -191,7 +225,6 @@ def lr_depth_sharpener(estimator, args) -> Sharpener | None:
     if stage is None:
         raise ValueError(f"{args.model or 'the shipped model'}: its confidence has no live LR depth stage; calibrate "
                          "it against HR ground truth (`depth-train calibrate-confidence`) and re-export it")
-    data = DataConfig(factor=args.factor, min_depth=args.min_depth, max_depth=args.max_depth)
     valid_range = (args.min_depth, args.max_depth)
     return lambda conf, depth, frame: sharpen(conf, depth, lr_supervision(frame, data), valid_range, stage)
 
@@ -214,6 +247,9 @@ def register(subparsers) -> None:
     p.add_argument("--min-depth", type=float, default=0.1)
     p.add_argument("--max-depth", type=float, default=10.0)
     p.add_argument("--median-scaling", action="store_true")
+    p.add_argument("--lr-holes", type=float, metavar="FRACTION",
+                   help="blobs removed from the LR supervision (data.lr_holes) whose footprints abs_rel_holes also "
+                        "scores; default: the checkpoint's training config (0 for ONNX and engines)")
     p.add_argument("--csv", type=Path, help="per-frame metrics CSV")
     p.add_argument("--json", type=Path, help="summary JSON")
     p.add_argument("--previews", type=Path, help="folder for preview PNGs")

@@ -68,7 +68,10 @@ RESULT_NEUTRAL = {"train.log_every", "train.checkpoint_every", "train.num_worker
 
 # Options of the distillation term: they change nothing in a run whose ``loss.w_affinity`` is 0.
 DISTILLATION = {"loss.teacher", "loss.teacher_steps", "loss.affinity_grid", "loss.affinity_warmup",
+                "loss.teacher_view", "loss.distill", "loss.affinity_form",
                 "train.teacher_grad_clip"}
+# Options of the consistency term: they change nothing in a run whose ``loss.w_cons`` is 0.
+CONSISTENCY = {"loss.cons_grad", "loss.cons_penalty"}
 
 
 def config_changes(saved: dict[str, dict[str, Any]], cfg: Config) -> list[str]:
@@ -81,6 +84,8 @@ def config_changes(saved: dict[str, dict[str, Any]], cfg: Config) -> list[str]:
     inert = set(RESULT_NEUTRAL)
     if old["loss"]["w_affinity"] == new["loss"]["w_affinity"] == 0:
         inert |= DISTILLATION
+    if old["loss"]["w_cons"] == new["loss"]["w_cons"] == 0:
+        inert |= CONSISTENCY
     return [f"{s}.{k}: {old[s][k]!r} -> {v!r}" for s in new for k, v in new[s].items()
             if old[s][k] != v and f"{s}.{k}" not in inert]
 

@@ -45,8 +45,27 @@ def read_depth_png(path: Path, units_per_metre: float) -> np.ndarray:
     return depth
 
 
+def read_pose_txt(path: Path) -> np.ndarray:
+    """A 4x4 camera-to-world matrix written as 16 numbers (7-Scenes ``frame-XXXXXX.pose.txt``)."""
+    try:
+        values = np.array(path.read_text().split(), dtype=np.float64)
+    except FileNotFoundError:
+        raise FrameError("missing pose file", path) from None
+    except (OSError, ValueError):
+        raise FrameError("unreadable pose file", path) from None
+    if values.size != 16 or not np.all(np.isfinite(values)):
+        raise FrameError("unreadable pose file", path)
+    return values.reshape(4, 4)
+
+
 class SevenScenes(LeavesOut):
-    """7-Scenes layout: frame-XXXXXX.color.jpg + frame-XXXXXX.depth.png (mm), optional camera-intrinsics.txt."""
+    """7-Scenes layout: frame-XXXXXX.color.jpg + frame-XXXXXX.depth.png (mm), optional camera-intrinsics.txt and
+    frame-XXXXXX.pose.txt (camera-to-world).
+
+    Poses are read when the reader opens (small files, and ``poses`` lets training pick neighbour frames without
+    decoding images); a frame whose pose file is missing or unreadable is kept with ``pose`` None, counted in
+    ``without_pose`` and warned about once per reason.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -68,19 +87,34 @@ class SevenScenes(LeavesOut):
             raise ValueError(f"{intrinsics}: expected a 3x3 matrix ({err})") from None
         if not self.colors:
             raise FileNotFoundError(f"{root}: no usable frame ({'; '.join(self.skipped.lines())})")
+        self.poses: list[np.ndarray | None] = []
+        self.without_pose = Skipped()
+        for path in self.colors:
+            try:
+                self.poses.append(read_pose_txt(self._sibling(path, "pose.txt")))
+            except FrameError as err:
+                self.poses.append(None)
+                self.without_pose.add(err.reason, err.path.name)
+        for line in self.without_pose.lines():
+            log.warning("%s: %s", root, line.replace("skipped", "kept without pose", 1))
 
     def __len__(self) -> int:
         return len(self.colors)
 
     @staticmethod
-    def _depth_path(color_path: Path) -> Path:
-        return color_path.with_name(f"{color_path.name.split('.')[0]}.depth.png")
+    def _sibling(color_path: Path, suffix: str) -> Path:
+        return color_path.with_name(f"{color_path.name.split('.')[0]}.{suffix}")
+
+    @classmethod
+    def _depth_path(cls, color_path: Path) -> Path:
+        return cls._sibling(color_path, "depth.png")
 
     def __getitem__(self, index: int) -> Frame:
         color_path = self.colors[index]
         return Frame(name=color_path.name.split(".")[0], color=read_rgb(color_path), K=self.K.copy(),
                      depth_hr=read_depth_png(self._depth_path(color_path), 1000.0),
-                     stamp_ns=int(self.color_numbers[index] * 1e9 / 30))
+                     stamp_ns=int(self.color_numbers[index] * 1e9 / 30),
+                     pose=None if self.poses[index] is None else self.poses[index].copy())
 
 
 def _read_list(path: Path) -> list[tuple[float, str]]:

@@ -16,7 +16,7 @@ class ReconstructionNet(nn.Module):
     """Depth-to-depth encoder-decoder on LR depth; its decoder features are the distillation teacher.
 
     Input: (N,1,h,w) depth in metres with 0 = invalid; it sees log-depth and the validity mask and predicts dense depth.
-    It is pre-trained on a task that is not an identity (``training/teacher.py``: complete depth with most pixels
+    It is pre-trained on a task that is not an identity (``teacher.py``: complete depth with most pixels
     removed, or super-resolve a coarser depth map), then frozen, so its features must encode the scene's depth
     structure (surfaces, edges, ordering) rather than copy their input.
     """

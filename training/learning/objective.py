@@ -3,8 +3,10 @@
 With D_hr = f(I_hr), D_lr = f(down(I_hr)) (one network, shared weights), G_lr the LR ground truth:
   l_lr       (1) L(D_lr, G_lr)
   l_hr       (2) L(down(D_hr), G_lr)            down = masked footprint mean, as the sensor reduces
-  l_cons     (3) L(D_lr, down(D_hr))            everywhere, no ground truth needed
+  l_cons     (3) L(D_lr, down(D_hr))            everywhere, no ground truth needed (``loss.cons_grad``: which side
+                                                 learns; ``loss.cons_penalty``: the form or Charbonnier)
   l_affinity (4) |A(f features) - A(g features)| with g the frozen, pre-trained teacher (``teacher.py``) run on G_lr
+                 (``loss.teacher_view``, ``loss.distill``, ``loss.affinity_form``: what it sees, where, which form)
 A term whose weight is 0 is not computed (the lr-only run never even runs the HR branch).
 
 Both passes normalise the decoder with their own batch's statistics in training; ``train.decoder_bn_stats`` says which
@@ -102,17 +104,44 @@ def weak_losses(model: DepthEstimator, teacher: ReconstructionNet | None, image:
         if loss.w_hr > 0:
             terms["l_hr"] = masked_depth_loss(d_hr_down, depth_lr, valid_lr, loss.form)
         if loss.w_cons > 0:
-            terms["l_cons"] = masked_depth_loss(d_lr, d_hr_down, torch.ones_like(valid_lr), loss.form)
+            terms["l_cons"] = consistency(d_lr, d_hr_down, cfg)
     if teacher is not None and loss.w_affinity > 0:
+        sensor = torch.where(valid_lr, depth_lr, 0.0)
         with torch.no_grad():
-            t_feats = teacher.forward_features(teacher_input(torch.where(valid_lr, depth_lr, 0.0), loss.teacher))
+            t_feats = teacher.forward_features(sensor if loss.teacher_view == "full" else
+                                               teacher_input(sensor, loss.teacher))
         pairs = [
-            affinity_loss(crop_valid(feats[level], size, stride), t_feats[t_level], valid_lr, loss.affinity_grid)
-            for feats, size in students
-            for level, stride, t_level in matched_levels(size[0] / lr_size[0])
+            affinity_loss(crop_valid(feats[level], size, stride), t_feats[t_level], valid_lr, loss.affinity_grid,
+                          loss.affinity_form)
+            for feats, size, level, stride, t_level in distilled(students, lr_size, loss.distill)
         ]
         terms["l_affinity"] = torch.stack(pairs).mean()
     return terms
+
+
+def consistency(d_lr: torch.Tensor, d_hr_down: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """(3) between the LR estimate and the reduced HR one, everywhere; ``loss.cons_grad`` stops the gradient through
+    one side (``hr_teaches_lr``: the deployed HR output is not pulled toward the worse LR one)."""
+    loss = cfg.loss
+    lr_side = d_lr.detach() if loss.cons_grad == "lr_teaches_hr" else d_lr
+    hr_side = d_hr_down.detach() if loss.cons_grad == "hr_teaches_lr" else d_hr_down
+    form = "charbonnier" if loss.cons_penalty == "charbonnier" else loss.form
+    return masked_depth_loss(lr_side, hr_side, torch.ones_like(d_lr, dtype=torch.bool), form)
+
+
+def distilled(students: list[tuple[list[torch.Tensor], tuple[int, int]]], lr_size: tuple[int, int], mode: str
+              ) -> list[tuple[list[torch.Tensor], tuple[int, int], int, int, int]]:
+    """(student features, input size, student level, its stride, teacher level) of each distilled pair.
+
+    ``matched``: every branch at its two finest levels matched to the teacher's; ``lr_coarse``: only the LR branch,
+    whose input grid is the teacher's, one-to-one at the teacher's coarsest level (stride 4: a 15x20 graph for a 60x80
+    LR crop), where the HR branch's sub-footprint detail is not pulled toward a blocky depth's structure."""
+    if mode == "lr_coarse":
+        feats, size = students[0]
+        stride = ReconstructionNet.STRIDES[0]
+        return [(feats, size, STUDENT_STRIDES.index(stride), stride, 0)]
+    return [(feats, size, level, stride, t_level) for feats, size in students
+            for level, stride, t_level in matched_levels(size[0] / lr_size[0])]
 
 
 def total_loss(terms: dict[str, torch.Tensor], cfg: Config, affinity_ramp: float = 1.0) -> torch.Tensor:

@@ -26,7 +26,9 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from depth_node.model_files import file_sha256
 from depth_node.network.depth_estimator import DepthEstimator
+from depth_node.network.factory import make_network
 
 from ..config import Config
 from ..evaluation.evaluate import torch_predictor, validation_metrics
@@ -41,6 +43,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .datasets import Concat, open_frames
+from .fastdepth_tflite import load_fastdepth_prior
 from .networks import ReconstructionNet
 from .objective import WeakObjective, total_loss
 from .teacher import freeze, pretrain_teacher
@@ -141,7 +144,11 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers, pin_memory=device.type == "cuda",
                         persistent_workers=t.num_workers > 0)  # workers keep their frame cache across epochs
 
-    model = DepthEstimator(cfg.model).to(device)
+    model = make_network(cfg.model).to(device)
+    if cfg.model.arch == "fastdepth" and cfg.model.pretrained:  # the FastDepth prior: NYU-trained weights
+        load_fastdepth_prior(model, cfg.model)
+    if t.init and state is None:  # a resumed run has its own weights
+        start_from(model, Path(t.init))
     teacher = None
     if cfg.loss.w_affinity > 0:  # pre-trained on the training frames' LR depth, then frozen (teacher.py)
         if state is not None and "teacher" in state:
@@ -163,6 +170,7 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
     objective = WeakObjective(model, teacher, cfg)
     train_objective = DistributedDataParallel(objective) if ddp else objective
     meta = {"data": data, "frames": len(frames), "git_rev": git_revision(), "git_dirty": git_dirty(),
+            **({"init": t.init, "init_sha256": file_sha256(t.init)} if t.init else {}),
             "seed": t.seed, "steps": t.steps, "world_size": world}
 
     log_file = None
@@ -232,6 +240,16 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
         dist.barrier()
         dist.destroy_process_group()
     return checkpoint_path
+
+
+def start_from(model: nn.Module, checkpoint: Path) -> None:
+    """Fine-tuning: the estimator weights of another checkpoint (the same architecture; strict keys)."""
+    try:
+        state = read_checkpoint(checkpoint)["model"]
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except (RuntimeError, ValueError, OSError) as error:
+        first = str(error).strip().splitlines()[0]
+        raise ValueError(f"train.init={checkpoint}: cannot start from it ({first})") from None
 
 
 def check_same_run(state: dict[str, Any], cfg: Config, data: list[str], frames: int, path: Path,

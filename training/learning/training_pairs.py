@@ -10,15 +10,21 @@ footprint of those LR pixels, resampled by area (``reduce.area_mean``) to a whol
 factor that is a plain slice. Scale jitter zooms by ``s``: the window is ``1/s`` as large, both depths are resampled
 over it and divided by ``s``, which makes the sample exactly what the deployment camera (focal length f) would see of
 the scene with every depth divided by ``s``.
+
+Hole experiment (``data.lr_holes``): ``lr_supervision`` removes blobs from the full-frame LR grid, seeded by the
+frame's name alone, so every crop, epoch and seed of a frame misses the same footprints and evaluation
+(``abs_rel_holes``) finds them again.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import zlib
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -30,7 +36,7 @@ from ..frames import Frame, FrameSource
 from ..skipped import FrameError
 
 log = logging.getLogger(__name__)
-ORDER_STREAM, SAMPLE_STREAM = 0, 1  # first seed word: keeps the two kinds of generators apart
+ORDER_STREAM, SAMPLE_STREAM, HOLES_STREAM = 0, 1, 2  # first seed word: keeps the kinds of generators apart
 
 
 class SampleKey(NamedTuple):
@@ -42,12 +48,34 @@ class SampleKey(NamedTuple):
 
 
 def lr_supervision(frame: Frame, data: DataConfig) -> np.ndarray:
-    """The LR depth a frame supervises with: the logged sensor depth, or down(HR ground truth) by the factor."""
+    """The LR depth a frame supervises with: the logged sensor depth, or down(HR ground truth) by the factor; with
+    ``data.lr_holes``, 0 (invalid) in the frame's ``hole_blobs``, on the full-frame grid before any crop."""
     if frame.depth_lr is not None:
-        return frame.depth_lr
-    if frame.depth_hr is None:
+        lr = frame.depth_lr
+    elif frame.depth_hr is None:
         raise ValueError(f"frame {frame.name} has neither LR nor HR depth")
-    return down_depth_np(frame.depth_hr, data.factor, data.min_valid_fraction, data.min_depth, data.max_depth)
+    else:
+        lr = down_depth_np(frame.depth_hr, data.factor, data.min_valid_fraction, data.min_depth, data.max_depth)
+    if data.lr_holes > 0:
+        lr = lr.copy()  # never the reader's own array
+        lr[hole_blobs(lr.shape, data.lr_holes, frame.name)] = 0
+    return lr
+
+
+def hole_blobs(shape: tuple[int, int], fraction: float, key: str) -> np.ndarray:
+    """Boolean (h, w) mask of the LR pixels the hole experiment removes: the ``round(fraction h w)`` highest pixels of
+    Gaussian noise smoothed with sigma = max(1, min(h, w) / 30) LR pixels, i.e. a few dozen connected blobs of tens to
+    hundreds of pixels, scaled with the frame rather than the factor. Seeded by ``key`` (the frame's name) alone, so
+    training (any crop, step or seed) and evaluation remove the same footprints."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"data.lr_holes must be in [0, 1), got {fraction}")
+    h, w = shape
+    rng = np.random.default_rng([HOLES_STREAM, zlib.crc32(key.encode())])
+    noise = cv2.GaussianBlur(rng.standard_normal((h, w)), (0, 0), max(1.0, min(h, w) / 30),
+                             borderType=cv2.BORDER_REFLECT)
+    mask = np.zeros(h * w, bool)
+    mask[np.argsort(-noise, axis=None, kind="stable")[:round(fraction * h * w)]] = True
+    return mask.reshape(h, w)
 
 
 def crop_size(hr: tuple[int, int], lr: tuple[int, int], data: DataConfig, full_frame: bool = False

@@ -2,13 +2,19 @@
 
 Extracted set layout (read back by ``extracted_set.ExtractedSet``)::
 
-    DIR/index.csv        name, stamp_ns, depth_stamp_ns, color, depth_lr, depth_hr   (paths relative to DIR;
-                         depth_hr empty without ground truth); one row per extracted pair, appended as written
+    DIR/index.csv        name, stamp_ns, depth_stamp_ns, color, depth_lr, depth_hr, pose   (paths relative to DIR;
+                         depth_hr empty without ground truth; pose: 12 numbers, the colour camera's optical frame in
+                         the fixed frame at stamp_ns, empty when unknown); one row per extracted pair, appended as
+                         written
     DIR/color/NAME.jpg   the bag's original JPEG bytes (NAME.png, lossless RGB, for any other color format)
     DIR/depth_lr/NAME.png  uint16 millimetres, 0 invalid: LR depth registered into the color camera's LR grid
     DIR/depth_hr/NAME.png  uint16 millimetres, 0 invalid: HR ground truth in the color camera, when the bag has it
     DIR/intrinsics.json  color K + size, depth K + size, LR K + size, factor, depth-to-color extrinsic
-    DIR/summary.json     options, per-bag and total counts (color frames, depth frames, pairs, skips by reason)
+    DIR/summary.json     options, per-bag and total counts (color frames, depth frames, pairs, skips by reason,
+                         frames with a pose and why the others have none)
+
+Poses come from /tf + /tf_static (``poses.py``) in the fixed frame ``--pose-frame`` names, else in the one root of
+the tf tree that moves the camera; a bag without one is extracted without poses, said in one line.
 
 NAME is the color frame's position in its topic (``000123``), continued across bags in the order given, so frame
 numbers match the recording. Depth beyond 65.535 m cannot be stored in uint16 mm and is written invalid.
@@ -57,8 +63,9 @@ from .bag_reader import (
     storage_paths,
     supported_depth,
 )
-from .extracted_set import INDEX_COLUMNS
+from .extracted_set import INDEX_COLUMNS, pose_cell
 from .pairing import default_tolerance_ns, nearest_within, pair_nearest
+from .poses import TfHistory, camera_poses, edge_path, fixed_frames
 from .registration import coincident, lr_grid, register_depth
 
 log = logging.getLogger(__name__)
@@ -100,6 +107,7 @@ class BagIndex:
     corrupt: Counter
     depth_encodings: Counter = field(default_factory=Counter)  # what the depth topic holds, for the error message
     read_error: str | None = None
+    motion: TfHistory = field(default_factory=TfHistory)  # every sample of /tf, for the camera's poses
 
 
 @dataclass(frozen=True)
@@ -161,7 +169,10 @@ def index_bag(reader: AnyReader, bag: Path, topics: Topics, progress: bool = Tru
                 except DecodeError as err:
                     raise BagError(f"{bag}: {connection.topic}: {err}") from err
             else:
-                index.tf.add(msg, static=connection.topic.endswith("tf_static"))
+                static = connection.topic.endswith("tf_static")
+                index.tf.add(msg, static=static)
+                if not static:
+                    index.motion.add(msg)
     except READ_ERRORS as err:  # a bag truncated or corrupt past its index: keep what was read
         index.read_error = f"{type(err).__name__}: {err}"
         log.warning("%s: reading stopped early (%s); using the messages before it", bag, index.read_error)
@@ -186,6 +197,50 @@ def bag_geometry(index: BagIndex, bag: Path) -> Geometry:
                            f"static transforms")
     factor, K_lr, lr_size = lr_grid(color.K, (color.width, color.height), depth.K)
     return Geometry(color=color, depth=depth, T_color_depth=T, factor=factor, K_lr=K_lr, lr_size=lr_size)
+
+
+@dataclass
+class Poses:
+    """The colour camera's pose at its messages of one bag, by position in the colour topic."""
+
+    frame: str | None  # the fixed frame; None when the bag gives no poses (``note`` says why)
+    camera: str
+    found: dict[int, np.ndarray] = field(default_factory=dict)
+    missing: dict[int, str] = field(default_factory=dict)  # why a colour message has no pose
+    note: str = ""
+
+
+def bag_poses(index: BagIndex, camera: str, bag: Path, pose_frame: str | None) -> Poses:
+    """Poses in ``pose_frame``, else in the one fixed frame the camera moves in; none (with a note) without one."""
+    if pose_frame is None:
+        candidates = fixed_frames(index.tf, camera)
+        if len(candidates) != 1:
+            why = (f"{camera} moves in several fixed frames ({', '.join(candidates)}); choose one with --pose-frame"
+                   if candidates else f"no /tf transform moves {camera} in a fixed frame")
+            return Poses(None, camera, note=f"no poses: {bag}: {why}; training uses LR depth only")
+        pose_frame = candidates[0]
+    elif edge_path(index.tf.edges, pose_frame, camera) is None:
+        frames = sorted({f for edge in index.tf.edges for f in edge})
+        raise BagError(f"{bag}: --pose-frame {pose_frame}: not connected to {camera} by /tf or /tf_static (frames: "
+                       f"{', '.join(frames) or 'none'})")
+    positions, stamps = index.color.valid()
+    poses, why = camera_poses(index.tf, index.motion, pose_frame, camera, stamps)
+    return Poses(pose_frame, camera, found={int(p): T for p, T in zip(positions, poses) if T is not None},
+                 missing={int(p): w for p, w in zip(positions, why) if w})
+
+
+def pose_summary(poses: Poses, rows: list[dict[str, str]], offset: int, bag: Path) -> dict:
+    """How many of a bag's frames in the set have a pose, and why the others have none (warned once per reason)."""
+    if poses.frame is None:
+        return {"frame": None, "camera": poses.camera, "frames": 0, "without": {}, "note": poses.note}
+    without = Skipped()
+    for row in rows:
+        if not row.get("pose"):
+            without.add(poses.missing.get(int(row["name"]) - offset, "no pose"), row["name"])
+    for line in without.lines():
+        log.warning("%s: %s", bag, line.replace("skipped", "kept without pose", 1))
+    return {"frame": poses.frame, "camera": poses.camera, "frames": len(rows) - without.total(),
+            "without": without.as_dict(), "note": ""}
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -226,16 +281,17 @@ class SetWriter:
         for sub in ("color", "depth_lr", "depth_hr"):
             (out_dir / sub).mkdir(parents=True, exist_ok=True)
         self.done = {row["name"]: row for row in read_index(out_dir)}
-        new = not (out_dir / "index.csv").exists()
-        self.file = open(out_dir / "index.csv", "a", newline="")  # noqa: SIM115 - closed by close()
+        # Without rows (new, or only a header, perhaps an older one): start the file with today's columns.
+        self.file = open(out_dir / "index.csv", "a" if self.done else "w", newline="")  # noqa: SIM115 - see close()
         self.csv = csv.DictWriter(self.file, fieldnames=INDEX_COLUMNS)
-        if new:
+        if not self.done:
             self.csv.writeheader()
 
     def write(self, name: str, stamp: int, depth_stamp: int, color: bytes, color_ext: str, depth_lr: np.ndarray,
-              depth_hr: np.ndarray | None) -> None:
+              depth_hr: np.ndarray | None, pose: np.ndarray | None = None) -> None:
         row = {"name": name, "stamp_ns": stamp, "depth_stamp_ns": depth_stamp, "color": f"color/{name}{color_ext}",
-               "depth_lr": f"depth_lr/{name}.png", "depth_hr": f"depth_hr/{name}.png" if depth_hr is not None else ""}
+               "depth_lr": f"depth_lr/{name}.png", "depth_hr": f"depth_hr/{name}.png" if depth_hr is not None else "",
+               "pose": pose_cell(pose)}
         _write_atomic(self.out_dir / row["color"], color)
         _write_atomic(self.out_dir / row["depth_lr"], _png(metres_to_mm(depth_lr)))
         if depth_hr is not None:
@@ -270,6 +326,7 @@ class Plan:
     skipped: Skipped
     tolerance_ns: int
     pairs_done: int
+    poses: dict[int, np.ndarray] = field(default_factory=dict)  # color position -> camera pose, where known
 
 
 def plan_bag(index: BagIndex, offset: int, done: dict, tolerance_ns: int | None) -> Plan:
@@ -365,7 +422,8 @@ def extract_bag(reader: AnyReader, bag: Path, index: BagIndex, geometry: Geometr
                 depth_hr = None
         registered = register_depth(depth, geometry.depth.K, geometry.T_color_depth, geometry.K_lr, geometry.lr_size)
         data, ext = _color_bytes(color_msg, rgb)
-        writer.write(plan.names[c], stamp_ns(color_msg), stamp_ns(depth_msg), data, ext, registered, depth_hr)
+        writer.write(plan.names[c], stamp_ns(color_msg), stamp_ns(depth_msg), data, ext, registered, depth_hr,
+                     plan.poses.get(c))
         written += 1
         with_gt += depth_hr is not None
 
@@ -444,19 +502,21 @@ def extract(
     depth_info_topic: str | None = None,
     gt_topic: str | None = None,
     tolerance: float | None = None,
+    pose_frame: str | None = None,
     progress: bool = True,
 ) -> dict:
     """Extract paired, registered frames from one or several bags into ``out_dir``; returns the summary.
 
-    ``tolerance`` is in seconds (default: half the color frame period of each bag). Rerunning with the same
-    options resumes; other options on an existing directory are an error.
+    ``tolerance`` is in seconds (default: half the color frame period of each bag). ``pose_frame`` is the fixed
+    frame of the camera poses (default: detected per bag). Rerunning with the same options resumes; other options on
+    an existing directory are an error.
     """
     out_dir = Path(out_dir)
     if not bags:
         raise BagError("no bag given")
     options = {"bags": [str(Path(b).resolve()) for b in bags], "color_topic": color_topic, "depth_topic": depth_topic,
                "color_info_topic": color_info_topic, "depth_info_topic": depth_info_topic, "gt_topic": gt_topic,
-               "tolerance": tolerance}
+               "tolerance": tolerance, "pose_frame": pose_frame}
     summary_path = out_dir / "summary.json"
     if summary_path.exists():
         old = json.loads(summary_path.read_text()).get("options")
@@ -480,9 +540,14 @@ def extract(
                 _write_intrinsics(out_dir, geometry, topics, bag)
                 tol = None if tolerance is None else round(tolerance * 1e9)
                 plan = plan_bag(index, offset, writer.done, tol)
+                poses = bag_poses(index, geometry.color.frame_id, bag, pose_frame)
+                if poses.note:
+                    log.warning("%s", poses.note)
+                plan.poses = poses.found
                 written, with_gt, skipped = extract_bag(reader, bag, index, geometry, plan, writer, progress)
                 messages_read, damage = reader.message_count, reader.damage
             skipped.update(plan.skipped)
+            rows = [row for name, row in writer.done.items() if offset <= int(name) < offset + len(index.color.stamps)]
             every_skip.update(skipped)
             skipped.warn(log, str(bag))
             summary["bags"].append({
@@ -493,7 +558,7 @@ def extract(
                 "registration": "pass-through" if geometry.passthrough else "footprint splatting",
                 "factor": geometry.factor, "read_error": index.read_error,
                 "depth_encodings": dict(index.depth_encodings), "messages_read": messages_read,
-                "truncated": [str(d) for d in damage] or None})
+                "truncated": [str(d) for d in damage] or None, "poses": pose_summary(poses, rows, offset, bag)})
             offset += len(index.color.stamps)
     finally:
         writer.close()
@@ -528,7 +593,8 @@ def bag_identity(bag: str | Path) -> list[tuple[str, int, int]]:
 def extract_cached(bags: list[str], cache_root: Path, **options: object) -> Path:
     """The extracted set of ``bags`` under ``cache_root``, extracting (or finishing an interrupted run) if needed."""
     keyed = {name: value for name, value in options.items() if name != "progress"}
-    key = json.dumps({"bags": [bag_identity(b) for b in bags], "options": keyed}, sort_keys=True, default=str)
+    key = json.dumps({"bags": [bag_identity(b) for b in bags], "options": keyed, "columns": INDEX_COLUMNS},
+                     sort_keys=True, default=str)  # a set cached before a column existed is extracted again
     out_dir = Path(cache_root) / f"{Path(bags[0]).name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     summary = out_dir / "summary.json"
     if not (summary.exists() and json.loads(summary.read_text()).get("complete")):
@@ -547,6 +613,11 @@ def format_summary(summary: dict) -> str:
         if bag["truncated"]:
             lines.append(f"    log truncated: {bag['messages_read']} complete messages recovered; "
                          f"{'; '.join(bag['truncated'])}")
+        poses = bag["poses"]
+        if poses["frame"]:
+            without = ", ".join(f"{n} {reason}" for reason, n in poses["without"].items())
+            lines.append(f"    poses of {poses['camera']} in {poses['frame']}: {poses['frames']} frames"
+                         + (f" (without: {without})" if without else ""))
         if bag["corrupt_messages"] or bag["read_error"]:
             lines.append(f"    corrupt messages {bag['corrupt_messages']}, read error {bag['read_error']}")
     return "\n".join(lines)
@@ -557,7 +628,7 @@ def run(args: argparse.Namespace) -> None:
     try:
         summary = extract(args.bag, args.out, color_topic=args.color_topic, depth_topic=args.depth_topic,
                           color_info_topic=args.color_info_topic, depth_info_topic=args.depth_info_topic,
-                          gt_topic=args.gt_topic, tolerance=args.tolerance)
+                          gt_topic=args.gt_topic, tolerance=args.tolerance, pose_frame=args.pose_frame)
     except BagError as err:
         print(f"depth-train extract: error: {err}", file=sys.stderr)
         raise SystemExit(2) from err
@@ -579,4 +650,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gt-topic", help="HR ground-truth depth in the color camera (default: detected if present)")
     p.add_argument("--tolerance", type=float, metavar="SECONDS",
                    help="max color-depth stamp difference (default: half the color frame period)")
+    p.add_argument("--pose-frame", metavar="NAME",
+                   help="fixed frame of the camera poses, e.g. odom (default: the one tf root the camera moves in; "
+                        "none: no poses, training uses LR depth only)")
     p.set_defaults(func=run)

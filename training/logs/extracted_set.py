@@ -12,7 +12,22 @@ import numpy as np
 from ..frames import Frame
 from ..skipped import FrameError, LeavesOut
 
-INDEX_COLUMNS = ["name", "stamp_ns", "depth_stamp_ns", "color", "depth_lr", "depth_hr"]  # of index.csv (extract.py)
+INDEX_COLUMNS = ["name", "stamp_ns", "depth_stamp_ns", "color", "depth_lr", "depth_hr", "pose"]  # of index.csv
+LATER_COLUMNS = {"pose"}  # added after the first sets were extracted: a set without them still reads (pose None)
+
+
+def pose_cell(pose: np.ndarray | None) -> str:
+    """index.csv's ``pose``: the first three rows of the 4x4 camera-to-fixed-frame transform, 12 numbers row-major."""
+    return "" if pose is None else " ".join(f"{v:.12g}" for v in np.asarray(pose)[:3].ravel())
+
+
+def parse_pose(cell: str | None) -> np.ndarray | None:
+    """The 4x4 float64 pose of a ``pose`` cell; None for an empty cell or a set extracted without the column."""
+    if not cell:
+        return None
+    pose = np.eye(4)
+    pose[:3] = np.array(cell.split(), dtype=np.float64).reshape(3, 4)
+    return pose
 
 
 def is_extracted_set(path: str | Path) -> bool:
@@ -52,7 +67,7 @@ class ExtractedSet(LeavesOut):
             raise ValueError(f"{self.path / 'intrinsics.json'}: not as extract writes it ({err!r})") from None
         with open(self.path / "index.csv", newline="") as f:
             reader = csv.DictReader(f)
-            missing = set(INDEX_COLUMNS) - set(reader.fieldnames or [])
+            missing = set(INDEX_COLUMNS) - LATER_COLUMNS - set(reader.fieldnames or [])
             if missing:
                 raise ValueError(f"{self.path / 'index.csv'}: no column(s) {sorted(missing)}")
             rows = list(reader)
@@ -72,6 +87,10 @@ class ExtractedSet(LeavesOut):
                                     if self.skipped else f"{self.path}: index.csv lists no frame")
         self.rows = sorted(kept, key=lambda row: int(row["stamp_ns"]))
         self.color_numbers = [int(row["name"]) for row in self.rows]  # position in the color stream
+        try:
+            self.poses = [parse_pose(row.get("pose")) for row in self.rows]  # for picking neighbours without images
+        except ValueError as err:
+            raise ValueError(f"{self.path / 'index.csv'}: a pose is not 12 numbers ({err})") from None
 
     def _leave_out_unextracted(self, listed: set[int]) -> None:
         """Count the color frames extraction did not write (no depth within tolerance, decode errors: its
@@ -99,4 +118,5 @@ class ExtractedSet(LeavesOut):
             depth_lr=_depth(self.path / row["depth_lr"]),
             depth_hr=_depth(self.path / row["depth_hr"]) if row["depth_hr"] else None,
             stamp_ns=int(row["stamp_ns"]),
+            pose=None if self.poses[index] is None else self.poses[index].copy(),
         )
