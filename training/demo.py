@@ -88,10 +88,10 @@ def image_size(bag: Path, info_topic: str) -> tuple[int, int]:
 
 
 def train(bag: Path, out: Path, steps: int, overrides: list[str], size: tuple[int, int]) -> Path:
+    from depth_node.default_model import default_model_path
+
     from .config import load_config
     from .learning.train import fit
-
-    from depth_node.default_model import default_model_path
 
     cfg = load_config(None, [*BRIEF_TRAINING, f"train.init={default_model_path()}", f"train.steps={steps}",
                              f"model.input_height={size[0]}", f"model.input_width={size[1]}", *overrides])
