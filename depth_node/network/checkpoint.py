@@ -28,13 +28,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def float_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict in fp32 (checkpoints may store fp16 weights); integer buffers as they are."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def build_network(model_cfg: ModelConfig, state: dict[str, torch.Tensor], device: str = "cpu") -> DepthEstimator:
     """The estimator with ``state`` loaded strictly, in eval mode and fp32 (also from an fp16 file).
 
     ImageNet weights are not loaded first: the checkpoint holds every weight (and their package need not exist).
     """
     model = make_network(dataclasses.replace(model_cfg, pretrained=False))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    model.load_state_dict(float_state(state), strict=True)
     return model.to(device).eval()
 
 

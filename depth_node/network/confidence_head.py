@@ -32,7 +32,7 @@ from .reduce import area_mean, lr_size
 FEATURES = ("disagreement", "edge")
 EPS = 1e-4  # log floor of a signal: 0.01% relative difference counts as none
 WINDOW = 17  # input pixels; 5 and 9 ranked worse on the calibration frames, 33 no better
-REFERENCES = ("hr", "lr")  # what the calibration compares the prediction with (module docstring)
+REFERENCES = ("hr", "lr")  # compared with: HR ground truth per pixel, or the LR depth per sensor footprint
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from depth_node.model_files import file_sha256
+from depth_node.network.checkpoint import float_state
 from depth_node.network.depth_estimator import DepthEstimator
 from depth_node.network.factory import make_network
 
@@ -246,7 +247,7 @@ def start_from(model: nn.Module, checkpoint: Path) -> None:
     """Fine-tuning: the estimator weights of another checkpoint (the same architecture; strict keys)."""
     try:
         state = read_checkpoint(checkpoint)["model"]
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        model.load_state_dict(float_state(state))
     except (RuntimeError, ValueError, OSError) as error:
         first = str(error).strip().splitlines()[0]
         raise ValueError(f"train.init={checkpoint}: cannot start from it ({first})") from None

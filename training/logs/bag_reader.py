@@ -405,7 +405,7 @@ def camera_model(msg: object) -> CameraModel:
     return CameraModel(K=K, width=int(msg.width), height=int(msg.height), frame_id=msg.header.frame_id.lstrip("/"))
 
 
-def _quaternion_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
+def quaternion_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
     n = np.sqrt(x * x + y * y + z * z + w * w)
     x, y, z, w = x / n, y / n, z / n, w / n
     return np.array([
@@ -433,7 +433,7 @@ class TransformTree:
                 continue
             T = np.eye(4)
             r, p = t.transform.rotation, t.transform.translation
-            T[:3, :3] = _quaternion_matrix(r.x, r.y, r.z, r.w)
+            T[:3, :3] = quaternion_matrix(r.x, r.y, r.z, r.w)
             T[:3, 3] = (p.x, p.y, p.z)
             self.edges[key] = T
             if static:

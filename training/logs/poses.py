@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .bag_reader import TransformTree, _quaternion_matrix
+from .bag_reader import TransformTree, quaternion_matrix
 
 EXTRAPOLATION_NS = 10_000_000  # how far past the first/last sample a transform is held (clock jitter, not motion)
 Edge = tuple[str, str]  # (parent, child)
@@ -51,7 +51,7 @@ class TfHistory:
         weight = np.clip(weight, 0.0, 1.0)[:, None]  # held at the ends, within the tolerance checked below
         T = np.tile(np.eye(4), (len(stamps), 1, 1))
         T[:, :3, 3] = (1 - weight) * t[before] + weight * t[after]
-        T[:, :3, :3] = np.reshape([_quaternion_matrix(*x) for x in slerp(q[before], q[after], weight)], (-1, 3, 3))
+        T[:, :3, :3] = np.reshape([quaternion_matrix(*x) for x in slerp(q[before], q[after], weight)], (-1, 3, 3))
         parent, child = edge
         why = [f"stamp before the first {parent} -> {child} transform" if s < times[0] - EXTRAPOLATION_NS else
                f"stamp after the last {parent} -> {child} transform" if s > times[-1] + EXTRAPOLATION_NS else None
