@@ -229,3 +229,16 @@ def test_every_variant_of_the_papers_parts_trains(wide_fov_set, tmp_path):
     rows = log_rows(tmp_path)
     assert [r["step"] for r in rows] == ["1", "2"]
     assert all(np.isfinite(float(r[k])) and float(r[k]) >= 0 for r in rows for k in ("l_cons", "l_affinity"))
+
+
+def test_train_init_starts_from_another_checkpoint_and_names_a_bad_one(wide_fov_set, tmp_path):
+    cfg = load_config(None, [*RECIPE, "train.steps=1"])
+    first = fit(cfg, [wide_fov_set], tmp_path / "first", progress=False)
+    tuned = fit(load_config(None, [*RECIPE, "train.steps=1", f"train.init={first}", "train.lr=1e-12",
+                                   "train.ema_decay=0"]), [wide_fov_set], tmp_path / "tuned", progress=False)
+    state, start = read_checkpoint(tuned), read_checkpoint(first)["model"]
+    assert state["meta"]["init"] == str(first) and len(state["meta"]["init_sha256"]) == 64
+    assert torch.allclose(state["model"]["head.conv.weight"], start["head.conv.weight"], atol=1e-6)
+    with pytest.raises(ValueError, match=r"^train\.init=.*missing\.pt: cannot start from it \(checkpoint .* does not "):
+        fit(load_config(None, [*RECIPE, "train.steps=1", f"train.init={tmp_path / 'missing.pt'}"]), [wide_fov_set],
+            tmp_path / "bad", progress=False)
