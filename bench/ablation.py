@@ -21,6 +21,7 @@ import argparse
 import csv
 import json
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -155,7 +156,8 @@ def main() -> None:
                         help="val (420-479): every choice; test (500-599): read once per final configuration")
     parser.add_argument("--rows", nargs="*", default=list(ROWS))
     parser.add_argument("--row", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]",
-                        help="an extra row, e.g. full-completion=loss.w_affinity=1,loss.teacher=completion "
+                        help="an extra row, e.g. full-completion=loss.w_affinity=1,loss.teacher=completion or "
+                             "fd=model.arch=fastdepth,model.mean=[0,0,0] "
                              "(compared with --baseline)")
     parser.add_argument("--baseline", default="+cons", help="the row the extra --row rows are compared with")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides for every row")
@@ -172,7 +174,7 @@ def main() -> None:
     rows = {name: ROWS[name] for name in args.rows}
     for spec in args.row:
         name, _, overrides = spec.partition("=")
-        rows[name] = overrides.split(",")
+        rows[name] = re.split(r",(?=\w+\.\w+=)", overrides)  # a comma starts a new key, not one inside a list
     frames = None if args.train_only else open_frames(f"{args.data}@{SPLITS[args.split]}")
     results, wall = {}, {}
     for name, overrides in rows.items():

@@ -30,6 +30,8 @@ class DataConfig:
     scale_jitter: float = 0.0  # zoom log-uniform in [1/(1+j), 1+j], depths divided by the zoom; 0 = off
     cache_frames: bool = False  # keep decoded frames in memory (~2.2 MB per 640x480 frame and worker): GPU training
     lr_holes: float = 0.0  # fraction of the LR supervision removed in blobs, fixed per frame (hole experiment)
+    color_focal: float = 0.0  # colour focal length (pixels, fx = fy) when the reader's K is not the colour camera's
+    #                           (7-Scenes gives its depth camera's 585); only the motion term uses it; 0 = reader's K
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class LossConfig:
     teacher_view: str = "task"  # what the teacher sees at distillation: task (its pre-training view) | full (G_lr)
     distill: str = "matched"  # matched: both branches at their two finest matched levels | lr_coarse (docs/method.md)
     affinity_form: str = "centred_l1"  # centred_l1 (ours) | reference (Liu et al.: cosine, max-pooled, squared)
+    w_motion: float = 0.0  # (5) photometric reprojection of the HR estimate onto neighbour frames (needs poses)
+    motion_offsets: tuple[int, int] = (-10, 10)  # neighbour frames, in frames from the target (30 Hz: 1/3 s)
+    motion_min_baseline: float = 0.02  # metres: a closer neighbour gives no parallax, only noise, and is not used
+    motion_smoothness: float = 0.0  # weight of the edge-aware smoothness inside (5)
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,11 @@ CHECKS = {
     "loss.teacher_view": (lambda v: v in ("task", "full"), "must be task or full"),
     "loss.distill": (lambda v: v in ("matched", "lr_coarse"), "must be matched or lr_coarse"),
     "loss.affinity_form": (lambda v: v in ("centred_l1", "reference"), "must be centred_l1 or reference"),
+    "loss.w_motion": (_non_negative, "must be a finite number >= 0 (0: off)"),
+    "loss.motion_offsets": (lambda v: all(o != 0 for o in v), "a neighbour 0 frames away is the target itself"),
+    "loss.motion_min_baseline": (_non_negative, "must be a finite number >= 0 (metres)"),
+    "loss.motion_smoothness": (_non_negative, "must be a finite number >= 0"),
+    "data.color_focal": (_non_negative, "must be a finite number >= 0 (0: the reader's K)"),
 }
 
 

@@ -72,6 +72,8 @@ DISTILLATION = {"loss.teacher", "loss.teacher_steps", "loss.affinity_grid", "los
                 "train.teacher_grad_clip"}
 # Options of the consistency term: they change nothing in a run whose ``loss.w_cons`` is 0.
 CONSISTENCY = {"loss.cons_grad", "loss.cons_penalty"}
+# Options of the motion term: they change nothing in a run whose ``loss.w_motion`` is 0.
+MOTION = {"loss.motion_offsets", "loss.motion_min_baseline", "loss.motion_smoothness", "data.color_focal"}
 
 
 def config_changes(saved: dict[str, dict[str, Any]], cfg: Config) -> list[str]:
@@ -86,6 +88,8 @@ def config_changes(saved: dict[str, dict[str, Any]], cfg: Config) -> list[str]:
         inert |= DISTILLATION
     if old["loss"]["w_cons"] == new["loss"]["w_cons"] == 0:
         inert |= CONSISTENCY
+    if old["loss"]["w_motion"] == new["loss"]["w_motion"] == 0:
+        inert |= MOTION
     return [f"{s}.{k}: {old[s][k]!r} -> {v!r}" for s in new for k, v in new[s].items()
             if old[s][k] != v and f"{s}.{k}" not in inert]
 

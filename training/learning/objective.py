@@ -7,6 +7,8 @@ With D_hr = f(I_hr), D_lr = f(down(I_hr)) (one network, shared weights), G_lr th
                                                  learns; ``loss.cons_penalty``: the form or Charbonnier)
   l_affinity (4) |A(f features) - A(g features)| with g the frozen, pre-trained teacher (``teacher.py``) run on G_lr
                  (``loss.teacher_view``, ``loss.distill``, ``loss.affinity_form``: what it sees, where, which form)
+  l_motion   (5) photometric reprojection of D_hr onto neighbour frames (``photometric.py``, ``neighbours.py``):
+                 the robot's own motion constrains the detail inside an LR footprint that (2) leaves free
 A term whose weight is 0 is not computed (the lr-only run never even runs the HR branch).
 
 Both passes normalise the decoder with their own batch's statistics in training; ``train.decoder_bn_stats`` says which
@@ -30,6 +32,7 @@ from ..config import Config
 from .affinity import affinity_loss, crop_valid
 from .losses import masked_depth_loss
 from .networks import ReconstructionNet
+from .photometric import Source, reprojection_loss
 from .teacher import teacher_input
 
 STUDENT_STRIDES = (32, 16, 8, 4, 2)  # of the estimator's decoder levels, coarse to fine
@@ -75,13 +78,16 @@ class WeakObjective(nn.Module):
         super().__init__()
         self.model, self.teacher, self.cfg = model, teacher, cfg
 
-    def forward(self, image: torch.Tensor, depth_lr: torch.Tensor, depth_hr: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Loss terms for one batch; ``image`` is normalised HR RGB, depths are metres with 0 = invalid."""
-        return weak_losses(self.model, self.teacher, image, depth_lr, depth_hr, self.cfg)
+    def forward(self, image: torch.Tensor, depth_lr: torch.Tensor, depth_hr: torch.Tensor,
+                motion: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Loss terms for one batch; ``image`` is normalised HR RGB, depths are metres with 0 = invalid, ``motion``
+        the batch's ``motion_*`` items (``neighbours.py``) when the motion term is on."""
+        return weak_losses(self.model, self.teacher, image, depth_lr, depth_hr, self.cfg, motion)
 
 
 def weak_losses(model: DepthEstimator, teacher: ReconstructionNet | None, image: torch.Tensor, depth_lr: torch.Tensor,
-                depth_hr: torch.Tensor, cfg: Config) -> dict[str, torch.Tensor]:
+                depth_hr: torch.Tensor, cfg: Config, motion: dict[str, torch.Tensor] | None = None
+                ) -> dict[str, torch.Tensor]:
     """Loss terms for one batch (see the module docstring)."""
     loss, data = cfg.loss, cfg.data
     if loss.supervision == "hr":
@@ -91,7 +97,7 @@ def weak_losses(model: DepthEstimator, teacher: ReconstructionNet | None, image:
     lr_size = depth_lr.shape[-2:]
     valid_lr = valid_depth(depth_lr, data.min_depth, data.max_depth)
     image_lr = down(image, lr_size)
-    hr_branch = loss.w_hr > 0 or loss.w_cons > 0
+    hr_branch = loss.w_hr > 0 or loss.w_cons > 0 or (loss.w_motion > 0 and motion is not None)
     with running_stats_kept(model.decoder, hr_branch and cfg.train.decoder_bn_stats == "hr"):
         feats_lr = model.forward_features(image_lr)
     d_lr = model.predict(feats_lr, lr_size)
@@ -99,12 +105,15 @@ def weak_losses(model: DepthEstimator, teacher: ReconstructionNet | None, image:
     students = [(feats_lr, lr_size)]
     if hr_branch:
         feats_hr = model.forward_features(image)
-        d_hr_down = down(model.predict(feats_hr, image.shape[-2:]), lr_size)
+        d_hr = model.predict(feats_hr, image.shape[-2:])
+        d_hr_down = down(d_hr, lr_size)
         students.append((feats_hr, image.shape[-2:]))
         if loss.w_hr > 0:
             terms["l_hr"] = masked_depth_loss(d_hr_down, depth_lr, valid_lr, loss.form)
         if loss.w_cons > 0:
             terms["l_cons"] = consistency(d_lr, d_hr_down, cfg)
+        if loss.w_motion > 0 and motion is not None:
+            terms["l_motion"] = motion_loss(d_hr, motion, loss.motion_smoothness)
     if teacher is not None and loss.w_affinity > 0:
         sensor = torch.where(valid_lr, depth_lr, 0.0)
         with torch.no_grad():
@@ -129,6 +138,13 @@ def consistency(d_lr: torch.Tensor, d_hr_down: torch.Tensor, cfg: Config) -> tor
     return masked_depth_loss(lr_side, hr_side, torch.ones_like(d_lr, dtype=torch.bool), form)
 
 
+def motion_loss(d_hr: torch.Tensor, motion: dict[str, torch.Tensor], smoothness: float) -> torch.Tensor:
+    """(5): the reprojection loss of the HR estimate against each neighbour slot the batch has."""
+    sources = [Source(motion["motion_sources"][:, s], motion["motion_source_K"][:, s], motion["motion_T"][:, s],
+                      motion["motion_available"][:, s]) for s in range(motion["motion_sources"].shape[1])]
+    return reprojection_loss(motion["motion_target"], d_hr, motion["motion_K"], sources, smoothness).loss
+
+
 def distilled(students: list[tuple[list[torch.Tensor], tuple[int, int]]], lr_size: tuple[int, int], mode: str
               ) -> list[tuple[list[torch.Tensor], tuple[int, int], int, int, int]]:
     """(student features, input size, student level, its stride, teacher level) of each distilled pair.
@@ -147,5 +163,5 @@ def distilled(students: list[tuple[list[torch.Tensor], tuple[int, int]]], lr_siz
 def total_loss(terms: dict[str, torch.Tensor], cfg: Config, affinity_ramp: float = 1.0) -> torch.Tensor:
     """Weighted sum; ``affinity_ramp`` in [0, 1] phases distillation in while the student's features are still raw."""
     weights = {"l_lr": cfg.loss.w_lr, "l_hr": cfg.loss.w_hr, "l_cons": cfg.loss.w_cons,
-               "l_affinity": cfg.loss.w_affinity * affinity_ramp, "l_oracle": 1.0}
+               "l_affinity": cfg.loss.w_affinity * affinity_ramp, "l_motion": cfg.loss.w_motion, "l_oracle": 1.0}
     return sum(weights[name] * value for name, value in terms.items())

@@ -31,7 +31,7 @@ from depth_node.network.checkpoint import float_state
 from depth_node.network.depth_estimator import DepthEstimator
 from depth_node.network.factory import make_network
 
-from ..config import Config
+from ..config import Config, LossConfig
 from ..evaluation.evaluate import torch_predictor, validation_metrics
 from ..frames import split_by_time
 from .checkpoint import (
@@ -45,6 +45,7 @@ from .checkpoint import (
 )
 from .datasets import Concat, open_frames
 from .fastdepth_tflite import load_fastdepth_prior
+from .neighbours import frame_poses
 from .networks import ReconstructionNet
 from .objective import WeakObjective, total_loss
 from .teacher import freeze, pretrain_teacher
@@ -140,7 +141,9 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
     state = read_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
     if state is not None:
         check_same_run(state, cfg, data, len(frames), checkpoint_path, allow_config_change)
-    dataset = TrainingPairs(frames, cfg.data, seed=t.seed)
+    dataset = TrainingPairs(frames, cfg.data, seed=t.seed, loss=cfg.loss)
+    if cfg.loss.w_motion > 0 and master:
+        say_posed(frames, cfg.loss)
     sampler = EpochBatches(len(dataset), t.batch_size, t.seed, cfg.data.full_frame_fraction, rank, world)
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=t.num_workers, pin_memory=device.type == "cuda",
                         persistent_workers=t.num_workers > 0)  # workers keep their frame cache across epochs
@@ -186,6 +189,7 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
     stream = batches(loader, sampler, *position)
     start = time.time()
     clipped, logged = 0, step  # steps whose gradient was clipped since the last log row
+    seen, samples = 0, 0  # samples with a usable neighbour for the motion term since the last log row
     train_mode(objective, cfg)
     while step < end:
         batch, position = next(stream)
@@ -195,8 +199,12 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
         image = normalise(batch["image"].to(device, non_blocking=True), cfg)
         depth_lr = batch["depth_lr"].to(device, non_blocking=True)
         depth_hr = batch["depth_hr"].to(device, non_blocking=True)
+        motion = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k.startswith("motion_")} or None
+        if motion is not None:
+            seen += int(motion["motion_available"].any(1).sum())
+            samples += len(image)
         with autocast:
-            terms = train_objective(image, depth_lr, depth_hr)
+            terms = train_objective(image, depth_lr, depth_hr, motion)
             ramp = min(1.0, step / max(1.0, cfg.loss.affinity_warmup * t.steps))
             loss = total_loss(terms, cfg, ramp)
         optimizer.zero_grad(set_to_none=True)
@@ -217,7 +225,9 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
                 bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()})
                 row = {"step": step, "lr": lr, "loss": loss.item(), "seconds": round(time.time() - start, 2),
                        **values, "grad_norm": grad_norm.item(), "clipped": round(clipped / (step - logged), 3)}
-                clipped, logged = 0, step
+                if samples:
+                    row["motion_seen"] = round(seen / samples, 3)
+                clipped, logged, seen, samples = 0, step, 0, 0
                 log = log or csv.DictWriter(log_file, fieldnames=list(row))
                 if log_file.tell() == 0:
                     log.writeheader()
@@ -241,6 +251,23 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
         dist.barrier()
         dist.destroy_process_group()
     return checkpoint_path
+
+
+def say_posed(frames, loss: LossConfig) -> None:
+    """One line on how many training frames the motion term can use (a log without poses trains as without it)."""
+    poses = frame_poses(frames)
+    if poses is None:
+        print("motion term (loss.w_motion): the readers keep no pose list; the log's motion_seen column says which "
+              "share of samples had a usable neighbour")
+        return
+    posed = sum(p is not None for p in poses)
+    if posed == 0:
+        logger.warning("motion term (loss.w_motion): none of the %d training frames has a camera pose; it gives no "
+                       "signal and training goes on with the other terms", len(poses))
+    else:
+        print(f"motion term (loss.w_motion): {posed} of {len(poses)} training frames have a camera pose; frames "
+              f"without one, or without a neighbour {' or '.join(map(str, loss.motion_offsets))} frames away and at "
+              f"least {loss.motion_min_baseline:g} m off, get no motion signal (log column motion_seen)")
 
 
 def start_from(model: nn.Module, checkpoint: Path) -> None:

@@ -31,9 +31,10 @@ from torch.utils.data import Dataset, Sampler
 
 from depth_node.network.reduce import Box, down, down_depth_np, valid_depth
 
-from ..config import DataConfig
+from ..config import DataConfig, LossConfig
 from ..frames import Frame, FrameSource
 from ..skipped import FrameError
+from .neighbours import colour_K, crop_intrinsics, neighbour_views
 
 log = logging.getLogger(__name__)
 ORDER_STREAM, SAMPLE_STREAM, HOLES_STREAM = 0, 1, 2  # first seed word: keeps the kinds of generators apart
@@ -104,8 +105,9 @@ class TrainingPairs(Dataset):
     scale jitter change image and depths together.
     """
 
-    def __init__(self, frames: FrameSource, data: DataConfig, seed: int = 0) -> None:
+    def __init__(self, frames: FrameSource, data: DataConfig, seed: int = 0, loss: LossConfig | None = None) -> None:
         self.frames, self.data, self.seed = frames, data, seed
+        self.motion = loss if loss is not None and loss.w_motion > 0 else None  # samples carry neighbour views
         self.unreadable: set[int] = set()  # frames whose file exists but cannot be decoded (this process's view)
         self.cache: dict[int, tuple[Frame, np.ndarray]] | None = {} if data.cache_frames else None
 
@@ -159,10 +161,17 @@ class TrainingPairs(Dataset):
         depth_lr = self._depth(lr, (lh, lw), (y0, x0, y1, x1)) / zoom
         depth_hr = (self._depth(frame.depth_hr, hr_size, hr_box) / zoom if frame.depth_hr is not None
                     else torch.zeros((1, *hr_size)))
-        if self.data.hflip and rng.random() < 0.5:
+        flip = bool(self.data.hflip and rng.random() < 0.5)
+        if flip:
             color, depth_lr, depth_hr = color.flip(-1), depth_lr.flip(-1), depth_hr.flip(-1)
-        return {"image": self._jitter(color, rng), "depth_lr": depth_lr, "depth_hr": depth_hr,
-                "zoom": torch.tensor(zoom)}
+        sample = {"image": self._jitter(color, rng), "depth_lr": depth_lr, "depth_hr": depth_hr,
+                  "zoom": torch.tensor(zoom)}
+        if self.motion is not None:  # the crop as seen (no colour jitter: it must match its neighbours) and geometry
+            K = crop_intrinsics(colour_K(frame, self.data.color_focal), hr_box, hr_size, flip)
+            sample.update(motion_target=color.contiguous(), motion_K=torch.from_numpy(K).float(),
+                          **neighbour_views(lambda k: self.supervised_frame(k)[0], len(self), index, frame, zoom,
+                                            flip, self.motion, self.data))
+        return sample
 
     def _zoom(self, rng: np.random.Generator, min_h: float, min_w: float) -> float:
         """Log-uniform in [1/(1+j), 1+j], no smaller than the crop allows (the window must fit in the frame)."""
