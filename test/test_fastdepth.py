@@ -261,3 +261,34 @@ def test_a_bad_file_is_refused_in_one_line_naming_it(prior, tmp_path):
             fastdepth_state_dict(tmp_path / name)
         assert str(error.value).startswith(f"FastDepth prior {tmp_path / name}: {cause}"), str(error.value)
         assert "\n" not in str(error.value)
+
+
+
+def test_fastdepth_is_a_frozen_image_teacher_for_distillation(prior, redkitchen, tmp_path):
+    """``loss.teacher=fastdepth``: it sees the LR image as RGB in [0, 1], its affinities reach the student's weights,
+    and it is never updated (after training, the checkpoint's teacher is the file's network)."""
+    from depth_node_training.config import load_config
+    from depth_node_training.learning.checkpoint import read_checkpoint
+    from depth_node_training.learning.objective import teacher_view, weak_losses
+    from depth_node_training.learning.teacher import image_teacher
+    from depth_node_training.learning.train import fit
+
+    overrides = ["model.pretrained=false", "train.batch_size=2", "data.crop_height=64", "data.crop_width=96",
+                 "train.steps=2", "train.log_every=1", "loss.w_affinity=1", "loss.teacher=fastdepth",
+                 f"loss.teacher_weights={prior}", "loss.affinity_grid=[4,6]", "loss.affinity_warmup=0"]
+    cfg = load_config(None, overrides)
+    image = torch.rand(2, 3, 64, 96)
+    assert torch.allclose(teacher_view((image - 0.5) / 0.5, None, None, cfg), image, atol=1e-6)
+
+    teacher, student = image_teacher(cfg, torch.device("cpu")), DepthEstimator(cfg.model)
+    terms = weak_losses(student, teacher, (image - 0.5) / 0.5, torch.rand(2, 1, 16, 24) + 1, torch.zeros(2, 1, 64, 96),
+                        cfg)
+    terms["l_affinity"].backward()
+    assert terms["l_affinity"].item() > 0 and student.encoder.parameters().__next__().grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+
+    fit(cfg, [f"{redkitchen}@0:4"], tmp_path, progress=False)
+    saved = read_checkpoint(tmp_path / "checkpoint.pt")["teacher"]
+    assert all(torch.equal(saved[k], v) for k, v in fastdepth_state_dict(prior).items())
+    with pytest.raises(ValueError, match="loss.teacher_weights"):
+        image_teacher(load_config(None, ["loss.teacher=fastdepth"]), torch.device("cpu"))

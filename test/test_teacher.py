@@ -72,7 +72,7 @@ def test_matched_levels_cover_the_same_image_area(scale):
     assert len(pairs) == 2 and pairs[0][1] < pairs[1][1]
     for level, stride, t_level in pairs:
         assert STUDENT_STRIDES[level] == stride
-        ratio = stride / (ReconstructionNet.STRIDES[t_level] * scale)
+        ratio = stride / (ReconstructionNet.FEATURE_STRIDES[t_level] * scale)
         assert 0.5 <= ratio <= 2.0
     if scale in (1.0, 4.0, 8.0):  # an exact match exists for every pair
-        assert all(s == ReconstructionNet.STRIDES[t] * scale for _, s, t in pairs)
+        assert all(s == ReconstructionNet.FEATURE_STRIDES[t] * scale for _, s, t in pairs)

@@ -42,7 +42,9 @@ class LossConfig:
     w_hr: float = 1.0  # (2) L(down(D_hr), G_lr)
     w_cons: float = 0.0  # (3) L(D_lr, down(D_hr)): off, not better than 1-2 on validation (0.5 when used)
     w_affinity: float = 0.0  # (4) affinity distillation from the teacher: off, not better than 1-3 on validation
-    teacher: str = "super_resolution"  # the teacher's pre-training task: super_resolution | completion (teacher.py)
+    teacher: str = "super_resolution"  # the teacher's pre-training task: super_resolution | completion (teacher.py),
+    #                                     or fastdepth: FastDepth's image-to-depth network, frozen, on the LR image
+    teacher_weights: str = ""  # loss.teacher=fastdepth: the FastDepth .tflite it is read from
     teacher_steps: int = 400  # pre-training steps of the teacher (batch 8 of 64x80 LR crops), before it is frozen
     affinity_grid: tuple[int, int] = (30, 40)  # features are pooled to this grid before pairwise similarities
     affinity_warmup: float = 0.2  # fraction of steps over which w_affinity ramps up from 0
@@ -110,6 +112,8 @@ CHECKS = {
     "loss.cons_grad": (lambda v: v in ("both", "hr_teaches_lr", "lr_teaches_hr"),
                        "must be both, hr_teaches_lr or lr_teaches_hr"),
     "loss.cons_penalty": (lambda v: v in ("form", "charbonnier"), "must be form or charbonnier"),
+    "loss.teacher": (lambda v: v in ("super_resolution", "completion", "fastdepth"),
+                     "must be super_resolution, completion or fastdepth"),
     "loss.teacher_view": (lambda v: v in ("task", "full"), "must be task or full"),
     "loss.distill": (lambda v: v in ("matched", "lr_coarse"), "must be matched or lr_coarse"),
     "loss.affinity_form": (lambda v: v in ("centred_l1", "reference"), "must be centred_l1 or reference"),

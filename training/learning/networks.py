@@ -22,7 +22,7 @@ class ReconstructionNet(nn.Module):
     """
 
     CHANNELS = (16, 32, 64)
-    STRIDES = (4, 2, 1)  # of ``forward_features``' levels, coarse to fine, relative to the input grid
+    FEATURE_STRIDES = (4, 2, 1)  # of ``forward_features``' levels, coarse to fine, relative to the input grid
 
     def __init__(self, min_depth: float, max_depth: float) -> None:
         super().__init__()

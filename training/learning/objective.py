@@ -6,6 +6,7 @@ With D_hr = f(I_hr), D_lr = f(down(I_hr)) (one network, shared weights), G_lr th
   l_cons     (3) L(D_lr, down(D_hr))            everywhere, no ground truth needed (``loss.cons_grad``: which side
                                                  learns; ``loss.cons_penalty``: the form or Charbonnier)
   l_affinity (4) |A(f features) - A(g features)| with g the frozen, pre-trained teacher (``teacher.py``) run on G_lr
+                 (or, ``loss.teacher=fastdepth``, FastDepth's NYU-trained image-to-depth network run on the LR image)
                  (``loss.teacher_view``, ``loss.distill``, ``loss.affinity_form``: what it sees, where, which form)
   l_motion   (5) photometric reprojection of D_hr onto neighbour frames (``photometric.py``, ``neighbours.py``):
                  the robot's own motion constrains the detail inside an LR footprint that (2) leaves free
@@ -33,12 +34,14 @@ from .affinity import affinity_loss, crop_valid
 from .losses import masked_depth_loss
 from .networks import ReconstructionNet
 from .photometric import Source, reprojection_loss
-from .teacher import teacher_input
+from .teacher import IMAGE_TEACHERS, teacher_input
 
 STUDENT_STRIDES = (32, 16, 8, 4, 2)  # of the estimator's decoder levels, coarse to fine
+LR_COARSE_STRIDE = 4  # ``loss.distill=lr_coarse``: the one level distilled, on the LR grid (15x20 for a 60x80 crop)
 
 
-def matched_levels(scale: float) -> list[tuple[int, int, int]]:
+def matched_levels(scale: float, teacher_strides: tuple[int, ...] = ReconstructionNet.FEATURE_STRIDES
+                   ) -> list[tuple[int, int, int]]:
     """The two finest (student level, its stride, teacher level) pairs whose cells cover about the same image area.
 
     ``scale`` is the student's input size over the LR grid's (the factor for the HR branch, 1 for the LR branch): a
@@ -47,7 +50,7 @@ def matched_levels(scale: float) -> list[tuple[int, int, int]]:
     candidates = sorted(
         (abs(math.log2(s_stride / (t_stride * scale))), s_level, t_level)
         for s_level, s_stride in enumerate(STUDENT_STRIDES)
-        for t_level, t_stride in enumerate(ReconstructionNet.STRIDES)
+        for t_level, t_stride in enumerate(teacher_strides)
     )
     pairs: list[tuple[int, int, int]] = []
     for error, s_level, t_level in candidates:
@@ -115,14 +118,14 @@ def weak_losses(model: DepthEstimator, teacher: ReconstructionNet | None, image:
         if loss.w_motion > 0 and motion is not None:
             terms["l_motion"] = motion_loss(d_hr, motion, loss.motion_smoothness)
     if teacher is not None and loss.w_affinity > 0:
-        sensor = torch.where(valid_lr, depth_lr, 0.0)
         with torch.no_grad():
-            t_feats = teacher.forward_features(sensor if loss.teacher_view == "full" else
-                                               teacher_input(sensor, loss.teacher))
+            t_feats = teacher.forward_features(teacher_view(image_lr, depth_lr, valid_lr, cfg))
+        strides = teacher.FEATURE_STRIDES
         pairs = [
-            affinity_loss(crop_valid(feats[level], size, stride), t_feats[t_level], valid_lr, loss.affinity_grid,
-                          loss.affinity_form)
-            for feats, size, level, stride, t_level in distilled(students, lr_size, loss.distill)
+            affinity_loss(crop_valid(feats[level], size, stride), crop_valid(t_feats[t_level], lr_size,
+                                                                             strides[t_level]),
+                          valid_lr, loss.affinity_grid, loss.affinity_form)
+            for feats, size, level, stride, t_level in distilled(students, lr_size, loss.distill, strides)
         ]
         terms["l_affinity"] = torch.stack(pairs).mean()
     return terms
@@ -145,7 +148,21 @@ def motion_loss(d_hr: torch.Tensor, motion: dict[str, torch.Tensor], smoothness:
     return reprojection_loss(motion["motion_target"], d_hr, motion["motion_K"], sources, smoothness).loss
 
 
-def distilled(students: list[tuple[list[torch.Tensor], tuple[int, int]]], lr_size: tuple[int, int], mode: str
+def teacher_view(image_lr: torch.Tensor, depth_lr: torch.Tensor, valid_lr: torch.Tensor, cfg: Config
+                 ) -> torch.Tensor:
+    """What the frozen teacher sees: the LR image as RGB in [0, 1] for an image teacher (``fastdepth``), else the LR
+    depth (0 = invalid) as the sensor gave it (``loss.teacher_view=full``) or in its task's view."""
+    loss = cfg.loss
+    if loss.teacher in IMAGE_TEACHERS:
+        mean, std = (torch.tensor(v, dtype=image_lr.dtype, device=image_lr.device).reshape(1, 3, 1, 1)
+                     for v in (cfg.model.mean, cfg.model.std))
+        return (image_lr * std + mean).clamp(0.0, 1.0)
+    sensor = torch.where(valid_lr, depth_lr, 0.0)
+    return sensor if loss.teacher_view == "full" else teacher_input(sensor, loss.teacher)
+
+
+def distilled(students: list[tuple[list[torch.Tensor], tuple[int, int]]], lr_size: tuple[int, int], mode: str,
+              teacher_strides: tuple[int, ...] = ReconstructionNet.FEATURE_STRIDES
               ) -> list[tuple[list[torch.Tensor], tuple[int, int], int, int, int]]:
     """(student features, input size, student level, its stride, teacher level) of each distilled pair.
 
@@ -154,10 +171,10 @@ def distilled(students: list[tuple[list[torch.Tensor], tuple[int, int]]], lr_siz
     LR crop), where the HR branch's sub-footprint detail is not pulled toward a blocky depth's structure."""
     if mode == "lr_coarse":
         feats, size = students[0]
-        stride = ReconstructionNet.STRIDES[0]
-        return [(feats, size, STUDENT_STRIDES.index(stride), stride, 0)]
+        return [(feats, size, STUDENT_STRIDES.index(LR_COARSE_STRIDE), LR_COARSE_STRIDE,
+                 teacher_strides.index(LR_COARSE_STRIDE))]
     return [(feats, size, level, stride, t_level) for feats, size in students
-            for level, stride, t_level in matched_levels(size[0] / lr_size[0])]
+            for level, stride, t_level in matched_levels(size[0] / lr_size[0], teacher_strides)]
 
 
 def total_loss(terms: dict[str, torch.Tensor], cfg: Config, affinity_ramp: float = 1.0) -> torch.Tensor:

@@ -11,6 +11,9 @@ starts, and frozen (a fixed target). ``loss.teacher`` picks the task:
 - ``completion``: the input keeps a random 5-100% of the valid LR pixels and loses a random rectangle; the target is
   the whole LR depth. Filling the holes needs surfaces, edges and ordering. At distillation time the teacher sees the
   LR depth as the sensor gave it (the 100% end of its training range).
+- ``fastdepth``: no pre-training here: FastDepth's image-to-depth network, trained on NYU Depth v2 (``loss.
+  teacher_weights``: its .tflite), sees the LR image. It brings structure a depth-to-depth teacher cannot know (what
+  the image says about surfaces), learned from metric indoor depth rather than from this log.
 """
 
 from __future__ import annotations
@@ -20,16 +23,21 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
+from depth_node.network.fastdepth import FastDepth
+from depth_node.network.model_config import ModelConfig
 from depth_node.network.reduce import down, valid_depth
 
 from ..config import Config
+from .fastdepth_tflite import load_fastdepth_prior
 from .losses import masked_depth_loss
 from .networks import ReconstructionNet
 from .training_pairs import TrainingPairs
 
 TASKS = ("completion", "super_resolution")
+IMAGE_TEACHERS = ("fastdepth",)  # teachers that see the image, not the depth: used as they are, never pre-trained
 SR_FACTOR = 4
 CROP = (64, 80)  # LR pixels per pre-training sample: about a training crop's LR footprint at x4
 
@@ -96,7 +104,18 @@ def pretrain_teacher(pairs: TrainingPairs, cfg: Config, device: torch.device, pr
     return freeze(teacher)
 
 
-def freeze(teacher: ReconstructionNet) -> ReconstructionNet:
+def image_teacher(cfg: Config, device: torch.device) -> nn.Module:
+    """The frozen FastDepth teacher (``loss.teacher=fastdepth``) from ``loss.teacher_weights``."""
+    if not cfg.loss.teacher_weights:
+        raise ValueError("loss.teacher=fastdepth needs loss.teacher_weights=PATH/fast_depth_224.tflite")
+    model_cfg = ModelConfig(min_depth=cfg.model.min_depth, max_depth=cfg.model.max_depth, arch="fastdepth",
+                            mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), prior=cfg.loss.teacher_weights)
+    teacher = FastDepth(model_cfg)
+    load_fastdepth_prior(teacher, model_cfg)
+    return freeze(teacher.to(device))
+
+
+def freeze(teacher: nn.Module) -> nn.Module:
     teacher.eval()
     teacher.requires_grad_(False)
     return teacher

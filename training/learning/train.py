@@ -48,7 +48,7 @@ from .fastdepth_tflite import load_fastdepth_prior
 from .neighbours import frame_poses
 from .networks import ReconstructionNet
 from .objective import WeakObjective, total_loss
-from .teacher import freeze, pretrain_teacher
+from .teacher import IMAGE_TEACHERS, freeze, image_teacher, pretrain_teacher
 from .training_pairs import EpochBatches, TrainingPairs
 
 logger = logging.getLogger(__name__)
@@ -155,7 +155,9 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
         start_from(model, Path(t.init))
     teacher = None
     if cfg.loss.w_affinity > 0:  # pre-trained on the training frames' LR depth, then frozen (teacher.py)
-        if state is not None and "teacher" in state:
+        if cfg.loss.teacher in IMAGE_TEACHERS:  # trained elsewhere: used as it is
+            teacher = image_teacher(cfg, device)
+        elif state is not None and "teacher" in state:
             teacher = freeze(ReconstructionNet(cfg.model.min_depth, cfg.model.max_depth).to(device))
         else:
             teacher = pretrain_teacher(dataset, cfg, device, progress=master and progress)
