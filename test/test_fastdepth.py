@@ -265,11 +265,11 @@ def test_a_bad_file_is_refused_in_one_line_naming_it(prior, tmp_path):
 
 
 def test_fastdepth_is_a_frozen_image_teacher_for_distillation(prior, redkitchen, tmp_path):
-    """``loss.teacher=fastdepth``: it sees the LR image as RGB in [0, 1], its affinities reach the student's weights,
+    """``loss.teacher=fastdepth``: it sees the HR image as RGB in [0, 1], its affinities reach the student's weights,
     and it is never updated (after training, the checkpoint's teacher is the file's network)."""
     from depth_node_training.config import load_config
     from depth_node_training.learning.checkpoint import read_checkpoint
-    from depth_node_training.learning.objective import teacher_view, weak_losses
+    from depth_node_training.learning.objective import distilled, teacher_view, weak_losses
     from depth_node_training.learning.teacher import image_teacher
     from depth_node_training.learning.train import fit
 
@@ -280,6 +280,10 @@ def test_fastdepth_is_a_frozen_image_teacher_for_distillation(prior, redkitchen,
     image = torch.rand(2, 3, 64, 96)
     assert torch.allclose(teacher_view((image - 0.5) / 0.5, None, None, cfg), image, atol=1e-6)
 
+    on_lr_grid = tuple(s / 4 for s in FastDepth.FEATURE_STRIDES)  # x4: its HR strides 2-32 in LR pixels
+    pairs = distilled([("lr", (16, 24)), ("hr", (64, 96))], (16, 24), "matched", on_lr_grid)
+    assert [(f, stride, on_lr_grid[t] * size[0] / 16) for f, size, _, stride, t in pairs] == [
+        ("lr", 2, 2), ("lr", 4, 4), ("hr", 2, 2), ("hr", 4, 4)]  # each pair covers the same area of the image
     teacher, student = image_teacher(cfg, torch.device("cpu")), DepthEstimator(cfg.model)
     terms = weak_losses(student, teacher, (image - 0.5) / 0.5, torch.rand(2, 1, 16, 24) + 1, torch.zeros(2, 1, 64, 96),
                         cfg)

@@ -43,7 +43,7 @@ class LossConfig:
     w_cons: float = 0.0  # (3) L(D_lr, down(D_hr)): off, not better than 1-2 on validation (0.5 when used)
     w_affinity: float = 0.0  # (4) affinity distillation from the teacher: off, not better than 1-3 on validation
     teacher: str = "super_resolution"  # the teacher's pre-training task: super_resolution | completion (teacher.py),
-    #                                     or fastdepth: FastDepth's image-to-depth network, frozen, on the LR image
+    #                                     or fastdepth: FastDepth's image-to-depth network, frozen, on the HR image
     teacher_weights: str = ""  # loss.teacher=fastdepth: the FastDepth .tflite it is read from
     teacher_steps: int = 400  # pre-training steps of the teacher (batch 8 of 64x80 LR crops), before it is frozen
     affinity_grid: tuple[int, int] = (30, 40)  # features are pooled to this grid before pairwise similarities

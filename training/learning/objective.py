@@ -6,7 +6,7 @@ With D_hr = f(I_hr), D_lr = f(down(I_hr)) (one network, shared weights), G_lr th
   l_cons     (3) L(D_lr, down(D_hr))            everywhere, no ground truth needed (``loss.cons_grad``: which side
                                                  learns; ``loss.cons_penalty``: the form or Charbonnier)
   l_affinity (4) |A(f features) - A(g features)| with g the frozen, pre-trained teacher (``teacher.py``) run on G_lr
-                 (or, ``loss.teacher=fastdepth``, FastDepth's NYU-trained image-to-depth network run on the LR image)
+                 (or, ``loss.teacher=fastdepth``, FastDepth's NYU-trained image-to-depth network run on the HR image)
                  (``loss.teacher_view``, ``loss.distill``, ``loss.affinity_form``: what it sees, where, which form)
   l_motion   (5) photometric reprojection of D_hr onto neighbour frames (``photometric.py``, ``neighbours.py``):
                  the robot's own motion constrains the detail inside an LR footprint that (2) leaves free
@@ -40,7 +40,7 @@ STUDENT_STRIDES = (32, 16, 8, 4, 2)  # of the estimator's decoder levels, coarse
 LR_COARSE_STRIDE = 4  # ``loss.distill=lr_coarse``: the one level distilled, on the LR grid (15x20 for a 60x80 crop)
 
 
-def matched_levels(scale: float, teacher_strides: tuple[int, ...] = ReconstructionNet.FEATURE_STRIDES
+def matched_levels(scale: float, teacher_strides: tuple[float, ...] = ReconstructionNet.FEATURE_STRIDES
                    ) -> list[tuple[int, int, int]]:
     """The two finest (student level, its stride, teacher level) pairs whose cells cover about the same image area.
 
@@ -118,14 +118,16 @@ def weak_losses(model: DepthEstimator, teacher: ReconstructionNet | None, image:
         if loss.w_motion > 0 and motion is not None:
             terms["l_motion"] = motion_loss(d_hr, motion, loss.motion_smoothness)
     if teacher is not None and loss.w_affinity > 0:
+        seen = image if loss.teacher in IMAGE_TEACHERS else depth_lr
         with torch.no_grad():
-            t_feats = teacher.forward_features(teacher_view(image_lr, depth_lr, valid_lr, cfg))
-        strides = teacher.FEATURE_STRIDES
+            t_feats = teacher.forward_features(teacher_view(image, depth_lr, valid_lr, cfg))
+        size = seen.shape[-2:]
+        on_lr_grid = tuple(s * lr_size[0] / size[0] for s in teacher.FEATURE_STRIDES)  # strides in LR pixels
         pairs = [
-            affinity_loss(crop_valid(feats[level], size, stride), crop_valid(t_feats[t_level], lr_size,
-                                                                             strides[t_level]),
+            affinity_loss(crop_valid(feats[level], s_size, stride),
+                          crop_valid(t_feats[t_level], size, teacher.FEATURE_STRIDES[t_level]),
                           valid_lr, loss.affinity_grid, loss.affinity_form)
-            for feats, size, level, stride, t_level in distilled(students, lr_size, loss.distill, strides)
+            for feats, s_size, level, stride, t_level in distilled(students, lr_size, loss.distill, on_lr_grid)
         ]
         terms["l_affinity"] = torch.stack(pairs).mean()
     return terms
@@ -148,21 +150,22 @@ def motion_loss(d_hr: torch.Tensor, motion: dict[str, torch.Tensor], smoothness:
     return reprojection_loss(motion["motion_target"], d_hr, motion["motion_K"], sources, smoothness).loss
 
 
-def teacher_view(image_lr: torch.Tensor, depth_lr: torch.Tensor, valid_lr: torch.Tensor, cfg: Config
+def teacher_view(image: torch.Tensor, depth_lr: torch.Tensor, valid_lr: torch.Tensor, cfg: Config
                  ) -> torch.Tensor:
-    """What the frozen teacher sees: the LR image as RGB in [0, 1] for an image teacher (``fastdepth``), else the LR
-    depth (0 = invalid) as the sensor gave it (``loss.teacher_view=full``) or in its task's view."""
+    """What the frozen teacher sees: the HR image as RGB in [0, 1] for an image teacher (``fastdepth``: near the
+    224x304 it was trained at, where the LR image would be 4-8x smaller), else the LR depth (0 = invalid) as the sensor
+    gave it (``loss.teacher_view=full``) or in its task's view."""
     loss = cfg.loss
     if loss.teacher in IMAGE_TEACHERS:
-        mean, std = (torch.tensor(v, dtype=image_lr.dtype, device=image_lr.device).reshape(1, 3, 1, 1)
+        mean, std = (torch.tensor(v, dtype=image.dtype, device=image.device).reshape(1, 3, 1, 1)
                      for v in (cfg.model.mean, cfg.model.std))
-        return (image_lr * std + mean).clamp(0.0, 1.0)
+        return (image * std + mean).clamp(0.0, 1.0)
     sensor = torch.where(valid_lr, depth_lr, 0.0)
     return sensor if loss.teacher_view == "full" else teacher_input(sensor, loss.teacher)
 
 
 def distilled(students: list[tuple[list[torch.Tensor], tuple[int, int]]], lr_size: tuple[int, int], mode: str,
-              teacher_strides: tuple[int, ...] = ReconstructionNet.FEATURE_STRIDES
+              teacher_strides: tuple[float, ...] = ReconstructionNet.FEATURE_STRIDES
               ) -> list[tuple[list[torch.Tensor], tuple[int, int], int, int, int]]:
     """(student features, input size, student level, its stride, teacher level) of each distilled pair.
 

@@ -12,8 +12,9 @@ starts, and frozen (a fixed target). ``loss.teacher`` picks the task:
   the whole LR depth. Filling the holes needs surfaces, edges and ordering. At distillation time the teacher sees the
   LR depth as the sensor gave it (the 100% end of its training range).
 - ``fastdepth``: no pre-training here: FastDepth's image-to-depth network, trained on NYU Depth v2 (``loss.
-  teacher_weights``: its .tflite), sees the LR image. It brings structure a depth-to-depth teacher cannot know (what
-  the image says about surfaces), learned from metric indoor depth rather than from this log.
+  teacher_weights``: its .tflite). It brings structure a depth-to-depth teacher cannot know (what
+  the image says about surfaces), learned from metric indoor depth rather than from this log. It sees the HR image
+  (its features at HR strides 2-32 are matched to the student's by the area they cover).
 """
 
 from __future__ import annotations
