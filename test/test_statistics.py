@@ -39,3 +39,17 @@ def test_shapes_must_match():
 
 def test_block_means():
     assert block_means(np.arange(10), size=4) == [1.5, 5.5, 8.5]
+
+
+def test_t_interval_over_seed_means():
+    from depth_node_training.evaluation.statistics import paired_t_interval, t_quantile
+
+    assert [round(t_quantile(0.975, df), 3) for df in (1, 2, 5, 30)] == [12.706, 4.303, 2.571, 2.042]  # t tables
+    result = paired_t_interval([0.132, 0.128, 0.152], [0.126, 0.139, 0.143])
+    diff = np.array([0.006, -0.011, 0.009])
+    half = 4.3027 * diff.std(ddof=1) / np.sqrt(3)
+    assert result["mean"] == pytest.approx(diff.mean()) and result["seeds"] == 3
+    assert (result["low"], result["high"]) == pytest.approx((diff.mean() - half, diff.mean() + half), abs=1e-5)
+    assert not result["excludes_zero"] and paired_t_interval([0.2, 0.21, 0.19], [0.1, 0.1, 0.1])["excludes_zero"]
+    with pytest.raises(ValueError, match="two paired seeds"):
+        paired_t_interval([0.1], [0.2])
