@@ -118,10 +118,10 @@ def weak_losses(model: DepthEstimator, teacher: ReconstructionNet | None, image:
         if loss.w_motion > 0 and motion is not None:
             terms["l_motion"] = motion_loss(d_hr, motion, loss.motion_smoothness)
     if teacher is not None and loss.w_affinity > 0:
-        seen = image if loss.teacher in IMAGE_TEACHERS else depth_lr
+        view = teacher_view(image, depth_lr, valid_lr, cfg)
         with torch.no_grad():
-            t_feats = teacher.forward_features(teacher_view(image, depth_lr, valid_lr, cfg))
-        size = seen.shape[-2:]
+            t_feats = teacher.forward_features(view)
+        size = view.shape[-2:]
         on_lr_grid = tuple(s * lr_size[0] / size[0] for s in teacher.FEATURE_STRIDES)  # strides in LR pixels
         pairs = [
             affinity_loss(crop_valid(feats[level], s_size, stride),
