@@ -242,3 +242,25 @@ def test_train_init_starts_from_another_checkpoint_and_names_a_bad_one(wide_fov_
     with pytest.raises(ValueError, match=r"^train\.init=.*missing\.pt: cannot start from it \(checkpoint .* does not "):
         fit(load_config(None, [*RECIPE, "train.steps=1", f"train.init={tmp_path / 'missing.pt'}"]), [wide_fov_set],
             tmp_path / "bad", progress=False)
+
+
+def test_affinity_share_measures_the_weight_once_and_a_resumed_run_reads_it_back(wide_fov_set, tmp_path, capsys):
+    cfg = load_config(None, [*RECIPE, "train.steps=3", "loss.affinity_share=0.25", "loss.affinity_warmup=0",
+                             "train.ema_decay=0"])
+    straight = read_checkpoint(fit(cfg, [wide_fov_set], tmp_path / "straight", progress=False))
+    weight = straight["meta"]["affinity_weight"]
+    assert weight > 0 and f"w_affinity = {weight:.4g}" in capsys.readouterr().out
+
+    def summed(row: dict[str, str], w: float) -> float:  # the log's loss as the weights say it is made
+        return float(row["l_lr"]) + float(row["l_hr"]) + 0.5 * float(row["l_cons"]) + w * float(row["l_affinity"])
+
+    rows = log_rows(tmp_path / "straight")[1:]  # from step 2: the term at full weight
+    assert all(float(r["loss"]) == pytest.approx(summed(r, weight), rel=1e-5) for r in rows)
+    split = tmp_path / "split"
+    fit(cfg, [wide_fov_set], split, progress=False, stop_after=1)
+    state = read_checkpoint(split / "checkpoint.pt")
+    assert state["meta"]["affinity_weight"] == weight
+    state["meta"]["affinity_weight"] = 2 * weight  # the resumed run must use the kept weight, not measure again
+    torch.save(state, split / "checkpoint.pt")
+    fit(cfg, [wide_fov_set], split, resume=True, progress=False)
+    assert all(float(r["loss"]) == pytest.approx(summed(r, 2 * weight), rel=1e-5) for r in log_rows(split)[1:])

@@ -48,6 +48,8 @@ class LossConfig:
     teacher_steps: int = 400  # pre-training steps of the teacher (batch 8 of 64x80 LR crops), before it is frozen
     affinity_grid: tuple[int, int] = (30, 40)  # features are pooled to this grid before pairwise similarities
     affinity_warmup: float = 0.2  # fraction of steps over which w_affinity ramps up from 0
+    affinity_share: float = 0.0  # > 0: w_affinity is measured instead, as this share of the supervision's encoder
+    # gradient (gradient_share.py); w_affinity > 0 then only switches (4) on
     cons_grad: str = "both"  # (3)'s gradient: both sides | hr_teaches_lr (stopped through down(D_hr)) | lr_teaches_hr
     cons_penalty: str = "form"  # (3)'s penalty: the loss form above | charbonnier (robust, smooth at 0)
     teacher_view: str = "task"  # what the teacher sees at distillation: task (its pre-training view) | full (G_lr)
@@ -107,6 +109,7 @@ CHECKS = {
     "train.warmup_steps": (_non_negative, "must be 0 or more"),
     "train.weight_decay": (_non_negative, "must be a finite number >= 0"),
     "train.encoder_lr_scale": (_non_negative, "must be a finite number >= 0"),
+    "loss.affinity_share": (_non_negative, "must be a finite number >= 0 (0: w_affinity as given)"),
     "train.grad_clip": (_non_negative, "must be a finite number >= 0 (0: no clipping)"),
     "train.decoder_bn_stats": (lambda v: v in ("both", "hr"), "must be both or hr"),
     "loss.cons_grad": (lambda v: v in ("both", "hr_teaches_lr", "lr_teaches_hr"),

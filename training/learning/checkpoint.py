@@ -68,8 +68,8 @@ RESULT_NEUTRAL = {"train.log_every", "train.checkpoint_every", "train.num_worker
 
 # Options of the distillation term: they change nothing in a run whose ``loss.w_affinity`` is 0.
 DISTILLATION = {"loss.teacher", "loss.teacher_weights", "loss.teacher_steps", "loss.affinity_grid",
-                "loss.affinity_warmup", "loss.teacher_view", "loss.distill", "loss.affinity_form",
-                "train.teacher_grad_clip"}
+                "loss.affinity_warmup", "loss.affinity_share", "loss.teacher_view", "loss.distill",
+                "loss.affinity_form", "train.teacher_grad_clip"}
 # Options of the consistency term: they change nothing in a run whose ``loss.w_cons`` is 0.
 CONSISTENCY = {"loss.cons_grad", "loss.cons_penalty"}
 # Options of the motion term: they change nothing in a run whose ``loss.w_motion`` is 0.

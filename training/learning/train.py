@@ -15,6 +15,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 from tqdm import tqdm
 
 from depth_node.model_files import file_sha256
@@ -45,6 +46,7 @@ from .checkpoint import (
 )
 from .datasets import Concat, open_frames
 from .fastdepth_tflite import load_fastdepth_prior
+from .gradient_share import SHARE_BATCHES, affinity_weight
 from .neighbours import frame_poses
 from .networks import ReconstructionNet
 from .objective import WeakObjective, total_loss
@@ -178,6 +180,11 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
     meta = {"data": data, "frames": len(frames), "git_rev": git_revision(), "git_dirty": git_dirty(),
             **({"init": t.init, "init_sha256": file_sha256(t.init)} if t.init else {}),
             "seed": t.seed, "steps": t.steps, "world_size": world}
+    weights = cfg  # the config whose loss weights are summed: w_affinity measured when loss.affinity_share is set
+    if teacher is not None and cfg.loss.affinity_share > 0:
+        meta["affinity_weight"] = (state or {}).get("meta", {}).get("affinity_weight") or measure_affinity_weight(
+            objective, dataset, cfg, device, say=master)
+        weights = replace(cfg, loss=replace(cfg.loss, w_affinity=meta["affinity_weight"]))
 
     log_file = None
     if master:
@@ -208,7 +215,7 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
         with autocast:
             terms = train_objective(image, depth_lr, depth_hr, motion)
             ramp = min(1.0, step / max(1.0, cfg.loss.affinity_warmup * t.steps))
-            loss = total_loss(terms, cfg, ramp)
+            loss = total_loss(terms, weights, ramp)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
@@ -253,6 +260,20 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
         dist.barrier()
         dist.destroy_process_group()
     return checkpoint_path
+
+
+def measure_affinity_weight(objective: WeakObjective, dataset: TrainingPairs, cfg: Config, device: torch.device,
+                            say: bool = True) -> float:
+    """``w_affinity`` from ``loss.affinity_share`` on the first batches of epoch 0 (rank 0's, so every rank agrees)."""
+    keys = list(EpochBatches(len(dataset), cfg.train.batch_size, cfg.train.seed, cfg.data.full_frame_fraction))
+    batches = [default_collate([dataset[k] for k in batch]) for batch in keys[:SHARE_BATCHES]]
+    train_mode(objective, cfg)
+    weight = affinity_weight(objective, [(normalise(b["image"].to(device), cfg), b["depth_lr"].to(device),
+                                          b["depth_hr"].to(device)) for b in batches], cfg)
+    if say:
+        print(f"distillation (loss.affinity_share={cfg.loss.affinity_share:g}): w_affinity = {weight:.4g}, measured "
+              f"on {len(batches)} batches before the first step (kept in the checkpoint's meta)")
+    return weight
 
 
 def say_posed(frames, loss: LossConfig) -> None:

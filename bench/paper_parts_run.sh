@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One (row, seed) of issue 21's validation arms (bench/results/paper_parts_x4/rule.md); run a queue with
+#   xargs -P 3 -L 1 bash bench/paper_parts_run.sh < queue.txt
+set -euo pipefail
+row=$1 seed=$2
+declare -A ARMS=(
+  [+hr]="loss.w_cons=0,loss.w_affinity=0"
+  [+cons-hrteach]="loss.w_cons=0.5,loss.w_affinity=0,loss.cons_grad=hr_teaches_lr"
+  [+cons-holes]="loss.w_cons=0.5,loss.w_affinity=0,loss.cons_grad=hr_teaches_lr,data.lr_holes=0.3"
+  [+hr-holes]="loss.w_cons=0,loss.w_affinity=0,data.lr_holes=0.3"
+  [+distill]="loss.w_cons=0,loss.w_affinity=1,loss.affinity_share=0.25,loss.teacher_view=full,loss.distill=lr_coarse,loss.affinity_form=reference,loss.affinity_grid=[15,20]"
+)
+cd "$(dirname "$0")/.."
+OMP_NUM_THREADS=1 exec .venv/bin/python bench/ablation.py --factor 4 --steps 1000 --seeds "$seed" --split val \
+  --rows --row "$row=${ARMS[$row]}" --baseline +hr --set data.cache_frames=true train.log_every=50 \
+  --out bench/results/paper_parts_x4 --no-summary
