@@ -145,6 +145,22 @@ def summarise(per_seed: dict[int, list[dict]]) -> dict:
     return row
 
 
+def paired(a: dict, b: dict, metric: str) -> dict | None:
+    """Paired difference a - b of one metric over the seeds both rows have: moving-block bootstrap over frames and
+    seeds, and (the bootstrap is narrow with few seeds) the t-interval over per-seed means beside it. Frames where
+    the metric is undefined in any run (a part metric without such pixels) are left out of both; None without two."""
+    shared = sorted(set(a["seed_list"]) & set(b["seed_list"]))
+    values = [np.array([[r[metric] for r in row["_frames"][s]] for s in shared]) for row in (a, b)]
+    kept = ~np.isnan(values[0]).any(0) & ~np.isnan(values[1]).any(0)
+    if kept.sum() < 2:
+        return None
+    values = [v[:, kept] for v in values]
+    comparison = {"metric": metric, **paired_bootstrap(*values)}
+    if len(shared) > 1:
+        comparison["t_interval"] = paired_t_interval(*(v.mean(1) for v in values))
+    return comparison
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/redkitchen")
@@ -204,11 +220,11 @@ def main() -> None:
     pairs += [(name, args.baseline) for name in rows
               if name not in ROWS and name != args.baseline and {name, args.baseline} <= results.keys()]
     for a, b in pairs:
-        shared = sorted(set(results[a]["seed_list"]) & set(results[b]["seed_list"]))
-        values = [np.array([[r["abs_rel"] for r in results[n]["_frames"][s]] for s in shared]) for n in (a, b)]
-        comparisons[f"{a} vs {b}"] = {"metric": "abs_rel", **paired_bootstrap(*values)}
-        if len(shared) > 1:  # the bootstrap is narrow with few seeds: the t-interval over seed means beside it
-            comparisons[f"{a} vs {b}"]["t_interval"] = paired_t_interval(*(v.mean(1) for v in values))
+        comparisons[f"{a} vs {b}"] = paired(results[a], results[b], "abs_rel")
+        parts = {m: paired(results[a], results[b], m) for m in PART_METRICS
+                 if f"{m}_mean" in results[a] and f"{m}_mean" in results[b]}
+        if any(parts.values()):
+            comparisons[f"{a} vs {b}"]["parts"] = {m: c for m, c in parts.items() if c}
     for row in results.values():
         del row["_frames"]
     report = {
@@ -247,12 +263,14 @@ def format_report(results: dict, comparisons: dict) -> str:
                            for m in PART_METRICS)
         lines.append(f"| {name} | {r['seeds']} | {r['abs_rel_mean']:.3f} ± {r['abs_rel_std']:.3f} | "
                      f"{r['rmse_mean']:.3f} ± {r['rmse_std']:.3f} | {r['delta1_mean']:.3f} | {parts} | {blocks} |")
-    lines += ["", "| comparison | ΔAbsRel | 95% interval (block bootstrap) | excludes 0 | 95% t-interval over seeds |",
+    lines += ["", "| comparison | Δ (AbsRel unless named) | 95% interval (block bootstrap) | excludes 0 | "
+                  "95% t-interval over seeds |",
               "| --- | --- | --- | --- | --- |"]
-    for name, c in comparisons.items():
-        t = c.get("t_interval")
-        lines.append(f"| {name} | {c['mean']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] | {c['excludes_zero']} | "
-                     + (f"[{t['low']:+.4f}, {t['high']:+.4f}] |" if t else "– |"))
+    for name, comparison in comparisons.items():
+        for c in (comparison, *comparison.get("parts", {}).values()):
+            t, label = c.get("t_interval"), name if c is comparison else f"{name}, {c['metric']}"
+            lines.append(f"| {label} | {c['mean']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] | {c['excludes_zero']} | "
+                         + (f"[{t['low']:+.4f}, {t['high']:+.4f}] |" if t else "– |"))
     return "\n".join(lines)
 
 

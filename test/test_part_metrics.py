@@ -192,3 +192,26 @@ def test_ablation_summary_means_part_metrics_over_frames_that_have_them():
     assert "abs_rel_edges_mean" not in kept and kept["abs_rel_mean"] == pytest.approx(0.1)
     report = ablation.format_report({"new": row, "kept": kept}, {})
     assert "| 0.500 ± 0.283 | 0.300 ± 0.000 |" in report and "| – | – |" in report
+
+
+def test_ablation_compares_every_metric_both_rows_have_over_frames_defined_in_all_runs():
+    spec = importlib.util.spec_from_file_location("ablation", ROOT / "bench" / "ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    base = {m: 0.1 for m in METRICS}
+
+    def row(edges: list[list[float]], shift: float) -> dict:
+        frames = {s: [{**base, "abs_rel": 0.1 + shift + 0.01 * s, "abs_rel_edges": e} for e in seed_edges]
+                  for s, seed_edges in enumerate(edges)}
+        return {**ablation.summarise(frames), "_frames": frames}
+
+    better = row([[0.2, 0.3, 0.5], [0.2, math.nan, 0.4]], 0.0)  # frame 1 has no edge pixels in seed 1
+    worse = row([[0.3, 9.0, 0.6], [0.4, 0.4, 0.5]], 0.02)
+    abs_rel = ablation.paired(better, worse, "abs_rel")
+    edges = ablation.paired(better, worse, "abs_rel_edges")
+    assert abs_rel["mean"] == pytest.approx(-0.02) and abs_rel["frames"] == 3 and abs_rel["excludes_zero"]
+    assert edges["frames"] == 2 and edges["mean"] == pytest.approx((-0.1 - 0.1 - 0.2 - 0.1) / 4)  # frame 1 left out
+    assert edges["t_interval"]["mean"] == pytest.approx(edges["mean"])
+    comparison = {**abs_rel, "parts": {"abs_rel_edges": edges}}
+    report = ablation.format_report({"better": better, "worse": worse}, {"better vs worse": comparison})
+    assert "| better vs worse | -0.0200 |" in report and "| better vs worse, abs_rel_edges | -0.1250 |" in report
