@@ -9,6 +9,7 @@ declare -A ARMS=(
   [+cons-holes]="loss.w_cons=0.5,loss.w_affinity=0,data.lr_holes=0.3"
   [+hr-holes]="loss.w_cons=0,loss.w_affinity=0,data.lr_holes=0.3"
   [+distill]="loss.w_cons=0,loss.w_affinity=1,loss.affinity_share=0.25,loss.teacher_view=full,loss.distill=lr_coarse,loss.affinity_form=reference,loss.affinity_grid=[15,20]"
+  [+distill-share1]="loss.w_cons=0,loss.w_affinity=1,loss.affinity_share=1,loss.teacher_view=full,loss.distill=lr_coarse,loss.affinity_form=reference,loss.affinity_grid=[15,20]"
 )
 cd "$(dirname "$0")/.."
 OMP_NUM_THREADS=1 exec .venv/bin/python bench/ablation.py --factor 4 --steps 1000 --seeds "$seed" --split val \
