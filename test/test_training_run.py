@@ -224,11 +224,12 @@ def test_lr_coarse_distils_the_lr_branch_one_to_one_at_the_teachers_coarsest_lev
 def test_every_variant_of_the_papers_parts_trains(wide_fov_set, tmp_path):
     cfg = load_config(None, [*RECIPE, "train.steps=2", "loss.cons_grad=hr_teaches_lr", "loss.cons_penalty=charbonnier",
                              "loss.teacher_view=full", "loss.distill=lr_coarse", "loss.affinity_form=reference",
-                             "loss.affinity_grid=[2,3]", "train.decoder_bn_stats=hr"])
+                             "loss.affinity_grid=[2,3]", "train.decoder_bn_stats=hr", "loss.w_planar=1"])
     fit(cfg, [wide_fov_set], tmp_path, progress=False)
     rows = log_rows(tmp_path)
     assert [r["step"] for r in rows] == ["1", "2"]
-    assert all(np.isfinite(float(r[k])) and float(r[k]) >= 0 for r in rows for k in ("l_cons", "l_affinity"))
+    assert all(np.isfinite(float(r[k])) and float(r[k]) >= 0 for r in rows for k in ("l_cons", "l_affinity",
+                                                                                      "l_planar"))
 
 
 def test_train_init_starts_from_another_checkpoint_and_names_a_bad_one(wide_fov_set, tmp_path):

@@ -59,6 +59,8 @@ class LossConfig:
     motion_offsets: tuple[int, int] = (-10, 10)  # neighbour frames, in frames from the target (30 Hz: 1/3 s)
     motion_min_baseline: float = 0.02  # metres: a closer neighbour gives no parallax, only noise, and is not used
     motion_smoothness: float = 0.0  # weight of the edge-aware smoothness inside (5)
+    w_planar: float = 0.0  # (6) where G_lr is a plane, D_hr inside it is one too (planarity.py); 0 = off
+    planar_tolerance: float = 0.02  # an LR pixel is planar when 1/G_lr's relative second differences are under this
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ CHECKS = {
     "loss.motion_offsets": (lambda v: all(o != 0 for o in v), "a neighbour 0 frames away is the target itself"),
     "loss.motion_min_baseline": (_non_negative, "must be a finite number >= 0 (metres)"),
     "loss.motion_smoothness": (_non_negative, "must be a finite number >= 0"),
+    "loss.w_planar": (_non_negative, "must be a finite number >= 0 (0: off)"),
+    "loss.planar_tolerance": (_non_negative, "must be a finite number >= 0"),
     "data.color_focal": (_non_negative, "must be a finite number >= 0 (0: the reader's K)"),
 }
 

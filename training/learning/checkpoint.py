@@ -74,6 +74,8 @@ DISTILLATION = {"loss.teacher", "loss.teacher_weights", "loss.teacher_steps", "l
 CONSISTENCY = {"loss.cons_grad", "loss.cons_penalty"}
 # Options of the motion term: they change nothing in a run whose ``loss.w_motion`` is 0.
 MOTION = {"loss.motion_offsets", "loss.motion_min_baseline", "loss.motion_smoothness", "data.color_focal"}
+# Options of the planarity term: they change nothing in a run whose ``loss.w_planar`` is 0.
+PLANARITY = {"loss.planar_tolerance"}
 
 
 def config_changes(saved: dict[str, dict[str, Any]], cfg: Config) -> list[str]:
@@ -90,6 +92,8 @@ def config_changes(saved: dict[str, dict[str, Any]], cfg: Config) -> list[str]:
         inert |= CONSISTENCY
     if old["loss"]["w_motion"] == new["loss"]["w_motion"] == 0:
         inert |= MOTION
+    if old["loss"]["w_planar"] == new["loss"]["w_planar"] == 0:
+        inert |= PLANARITY
     return [f"{s}.{k}: {old[s][k]!r} -> {v!r}" for s in new for k, v in new[s].items()
             if old[s][k] != v and f"{s}.{k}" not in inert]
 

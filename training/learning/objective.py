@@ -10,6 +10,7 @@ With D_hr = f(I_hr), D_lr = f(down(I_hr)) (one network, shared weights), G_lr th
                  (``loss.teacher_view``, ``loss.distill``, ``loss.affinity_form``: what it sees, where, which form)
   l_motion   (5) photometric reprojection of D_hr onto neighbour frames (``photometric.py``, ``neighbours.py``):
                  the robot's own motion constrains the detail inside an LR footprint that (2) leaves free
+  l_planar   (6) where G_lr is a plane, so is D_hr inside it: relative second differences of 1/D_hr (``planarity.py``)
 A term whose weight is 0 is not computed (the lr-only run never even runs the HR branch).
 
 Both passes normalise the decoder with their own batch's statistics in training; ``train.decoder_bn_stats`` says which
@@ -34,6 +35,7 @@ from .affinity import affinity_loss, crop_valid
 from .losses import masked_depth_loss
 from .networks import ReconstructionNet
 from .photometric import Source, reprojection_loss
+from .planarity import planar_mask, planarity_loss
 from .teacher import IMAGE_TEACHERS, teacher_input
 
 STUDENT_STRIDES = (32, 16, 8, 4, 2)  # of the estimator's decoder levels, coarse to fine
@@ -100,7 +102,7 @@ def weak_losses(model: DepthEstimator, teacher: ReconstructionNet | None, image:
     lr_size = depth_lr.shape[-2:]
     valid_lr = valid_depth(depth_lr, data.min_depth, data.max_depth)
     image_lr = down(image, lr_size)
-    hr_branch = loss.w_hr > 0 or loss.w_cons > 0 or (loss.w_motion > 0 and motion is not None)
+    hr_branch = loss.w_hr > 0 or loss.w_cons > 0 or loss.w_planar > 0 or (loss.w_motion > 0 and motion is not None)
     with running_stats_kept(model.decoder, hr_branch and cfg.train.decoder_bn_stats == "hr"):
         feats_lr = model.forward_features(image_lr)
     d_lr = model.predict(feats_lr, lr_size)
@@ -117,6 +119,8 @@ def weak_losses(model: DepthEstimator, teacher: ReconstructionNet | None, image:
             terms["l_cons"] = consistency(d_lr, d_hr_down, cfg)
         if loss.w_motion > 0 and motion is not None:
             terms["l_motion"] = motion_loss(d_hr, motion, loss.motion_smoothness)
+        if loss.w_planar > 0:
+            terms["l_planar"] = planarity_loss(d_hr, planar_mask(depth_lr, valid_lr, loss.planar_tolerance))
     if teacher is not None and loss.w_affinity > 0:
         view = teacher_view(image, depth_lr, valid_lr, cfg)
         with torch.no_grad():
@@ -183,5 +187,6 @@ def distilled(students: list[tuple[list[torch.Tensor], tuple[int, int]]], lr_siz
 def total_loss(terms: dict[str, torch.Tensor], cfg: Config, affinity_ramp: float = 1.0) -> torch.Tensor:
     """Weighted sum; ``affinity_ramp`` in [0, 1] phases distillation in while the student's features are still raw."""
     weights = {"l_lr": cfg.loss.w_lr, "l_hr": cfg.loss.w_hr, "l_cons": cfg.loss.w_cons,
-               "l_affinity": cfg.loss.w_affinity * affinity_ramp, "l_motion": cfg.loss.w_motion, "l_oracle": 1.0}
+               "l_affinity": cfg.loss.w_affinity * affinity_ramp, "l_motion": cfg.loss.w_motion,
+               "l_planar": cfg.loss.w_planar, "l_oracle": 1.0}
     return sum(weights[name] * value for name, value in terms.items())
