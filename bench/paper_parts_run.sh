@@ -7,6 +7,7 @@ declare -A ARMS=(
   [+hr]="loss.w_cons=0,loss.w_affinity=0"
   [+cons-hrteach]="loss.w_cons=0.5,loss.w_affinity=0,loss.cons_grad=hr_teaches_lr"
   [+cons-holes]="loss.w_cons=0.5,loss.w_affinity=0,data.lr_holes=0.3"
+  [+hr-planar]="loss.w_cons=0,loss.w_affinity=0,loss.w_planar=1,loss.planar_tolerance=0.02"
   [+hr-holes]="loss.w_cons=0,loss.w_affinity=0,data.lr_holes=0.3"
   [+distill]="loss.w_cons=0,loss.w_affinity=1,loss.affinity_share=0.25,loss.teacher_view=full,loss.distill=lr_coarse,loss.affinity_form=reference,loss.affinity_grid=[15,20]"
   [+distill-share1]="loss.w_cons=0,loss.w_affinity=1,loss.affinity_share=1,loss.teacher_view=full,loss.distill=lr_coarse,loss.affinity_form=reference,loss.affinity_grid=[15,20]"
