@@ -33,9 +33,10 @@ def gradient_norms(objective: WeakObjective, batches: Iterable[tuple[torch.Tenso
     over ``batches`` of (normalised image, LR depth, HR depth)."""
     supervision, affinity, n = 0.0, 0.0, 0
     model = objective.model
+    device = next(model.parameters()).device
     buffers = {name: b.clone() for name, b in model.named_buffers()}  # BatchNorm statistics and batch counts
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             for image, depth_lr, depth_hr in batches:
                 terms = objective(image, depth_lr, depth_hr)
                 sup = cfg.loss.w_lr * terms["l_lr"] + cfg.loss.w_hr * terms.get("l_hr", 0.0)
