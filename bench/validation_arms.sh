@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One (row, seed) of issue 21's validation arms (bench/results/paper_parts_x4/rule.md); run a queue with
-#   xargs -P 3 -L 1 bash bench/paper_parts_run.sh < queue.txt
+# One (row, seed) of the declared validation arms against +hr (bench/results/paper_parts_x4/rule*.md); a queue:
+#   xargs -P 3 -L 1 bash bench/validation_arms.sh < queue.txt   # lines "ROW SEED"
 set -euo pipefail
 row=$1 seed=$2
 declare -A ARMS=(
