@@ -221,10 +221,10 @@ def main() -> None:
               if name not in ROWS and name != args.baseline and {name, args.baseline} <= results.keys()]
     for a, b in pairs:
         comparisons[f"{a} vs {b}"] = paired(results[a], results[b], "abs_rel")
-        parts = {m: paired(results[a], results[b], m) for m in PART_METRICS
-                 if f"{m}_mean" in results[a] and f"{m}_mean" in results[b]}
-        if any(parts.values()):
-            comparisons[f"{a} vs {b}"]["parts"] = {m: c for m, c in parts.items() if c}
+        parts = {m: c for m in PART_METRICS if f"{m}_mean" in results[a] and f"{m}_mean" in results[b]
+                 and (c := paired(results[a], results[b], m))}
+        if parts:
+            comparisons[f"{a} vs {b}"]["parts"] = parts
     for row in results.values():
         del row["_frames"]
     report = {

@@ -16,6 +16,7 @@ import os
 import time
 from contextlib import nullcontext
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -265,8 +266,8 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
 def measure_affinity_weight(objective: WeakObjective, dataset: TrainingPairs, cfg: Config, device: torch.device,
                             say: bool = True) -> float:
     """``w_affinity`` from ``loss.affinity_share`` on the first batches of epoch 0 (rank 0's, so every rank agrees)."""
-    keys = list(EpochBatches(len(dataset), cfg.train.batch_size, cfg.train.seed, cfg.data.full_frame_fraction))
-    batches = [default_collate([dataset[k] for k in batch]) for batch in keys[:SHARE_BATCHES]]
+    order = EpochBatches(len(dataset), cfg.train.batch_size, cfg.train.seed, cfg.data.full_frame_fraction)
+    batches = [default_collate([dataset[k] for k in batch]) for batch in islice(order, SHARE_BATCHES)]
     train_mode(objective, cfg)
     weight = affinity_weight(objective, [(normalise(b["image"].to(device), cfg), b["depth_lr"].to(device),
                                           b["depth_hr"].to(device)) for b in batches], cfg)
