@@ -23,6 +23,7 @@ import json
 import platform
 import re
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -176,6 +177,8 @@ def main() -> None:
                              "fd=model.arch=fastdepth,model.mean=[0,0,0] "
                              "(compared with --baseline)")
     parser.add_argument("--baseline", default="+cons", help="the row the extra --row rows are compared with")
+    parser.add_argument("--compare", action="append", default=[], metavar="A:B",
+                        help="one more paired comparison, row A against row B (repeatable)")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides for every row")
     parser.add_argument("--out", type=Path, default=Path("bench/results/ablation_x4"))
     parser.add_argument("--summary", help="summary file name in OUT (default: summary.json for test, "
@@ -187,6 +190,8 @@ def main() -> None:
                         help="summarise the finished runs only (a parallel driver trains each (row, seed) apart)")
     args = parser.parse_args()
 
+    if bad := [spec for spec in args.compare if spec.count(":") != 1]:
+        parser.error(f"--compare {bad[0]}: expected A:B, two row names")
     rows = {name: ROWS[name] for name in args.rows}
     for spec in args.row:
         name, _, overrides = spec.partition("=")
@@ -215,11 +220,8 @@ def main() -> None:
         return
 
     comparisons, default = {}, default_row()
-    pairs = [p for p in (*COMPARISONS, (default, "upsampled-lr")) if p[0] in results and p[1] in results]
-    pairs = list(dict.fromkeys(pairs))
-    pairs += [(name, args.baseline) for name in rows
-              if name not in ROWS and name != args.baseline and {name, args.baseline} <= results.keys()]
-    for a, b in pairs:
+    extra = [(a, b) for a, _, b in (spec.partition(":") for spec in args.compare)]
+    for a, b in comparison_pairs(list(rows), results.keys(), args.baseline, default, extra):
         comparisons[f"{a} vs {b}"] = paired(results[a], results[b], "abs_rel")
         parts = {m: c for m in PART_METRICS if f"{m}_mean" in results[a] and f"{m}_mean" in results[b]
                  and (c := paired(results[a], results[b], m))}
@@ -231,6 +233,7 @@ def main() -> None:
         "command": "python bench/ablation.py " + " ".join(
             [f"--factor {args.factor:g}", f"--steps {args.steps}", "--seeds " + " ".join(map(str, args.seeds)),
              f"--split {args.split}", "--rows " + " ".join(args.rows), *[f"--row {r}" for r in args.row],
+             *[f"--compare {c}" for c in args.compare],
              *(["--set " + " ".join(args.set)] if args.set else []), f"--baseline {args.baseline}",
              f"--out {args.out}", *([f"--summary {args.summary}"] if args.summary else []),
              *(["--no-train"] if args.no_train else [])]),
@@ -251,6 +254,16 @@ def main() -> None:
     (args.out / name).write_text(json.dumps(report, indent=2))
     print(format_report(results, comparisons))
     print(f"wrote {args.out / name}")
+
+
+def comparison_pairs(rows: list[str], trained: Iterable[str], baseline: str, default: str,
+                     extra: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(a, b) pairs to compare, both trained: the standard ones, every extra ``--row`` row against the baseline, and
+    the ``--compare A:B`` pairs (e.g. a ``--row`` that replaces a standard row, against another baseline)."""
+    done = set(trained)
+    pairs = [*COMPARISONS, (default, "upsampled-lr")]
+    pairs += [(name, baseline) for name in rows if name not in ROWS and name != baseline]
+    return [p for p in dict.fromkeys([*pairs, *extra]) if p[0] in done and p[1] in done]
 
 
 def format_report(results: dict, comparisons: dict) -> str:

@@ -215,3 +215,15 @@ def test_ablation_compares_every_metric_both_rows_have_over_frames_defined_in_al
     comparison = {**abs_rel, "parts": {"abs_rel_edges": edges}}
     report = ablation.format_report({"better": better, "worse": worse}, {"better vs worse": comparison})
     assert "| better vs worse | -0.0200 |" in report and "| better vs worse, abs_rel_edges | -0.1250 |" in report
+
+
+def test_ablation_compares_extra_rows_with_the_baseline_and_named_pairs_only_when_both_were_trained():
+    spec = importlib.util.spec_from_file_location("ablation", ROOT / "bench" / "ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    trained = {"+hr", "+cons", "full", "+distill"}
+    pairs = ablation.comparison_pairs(["+hr", "+cons", "full", "+distill", "motion"], trained, "+hr", "+hr",
+                                      [("full", "+hr"), ("+cons", "+hr"), ("full", "lr-only")])
+    # standard pairs first (full vs +cons), the --row row vs the baseline, then the named ones, once each; "motion"
+    # and "lr-only" were not trained, so no pair with them
+    assert pairs == [("+cons", "+hr"), ("full", "+cons"), ("+distill", "+hr"), ("full", "+hr")]
