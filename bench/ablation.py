@@ -268,8 +268,8 @@ def comparison_pairs(rows: list[str], trained: Iterable[str], baseline: str, def
 
 def format_report(results: dict, comparisons: dict) -> str:
     """Markdown: one row per run (mean ± std over seeds), then the paired comparisons."""
-    lines = ["| run | seeds | AbsRel | RMSE | δ<1.25 | AbsRel edges | AbsRel holes | AbsRel per 20-frame block |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| run | seeds | AbsRel | RMSE | δ<1.25 | AbsRel edges | AbsRel holes | texture "
+             "| AbsRel per 20-frame block |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in results.items():
         blocks = " ".join(f"{v:.3f}" for v in r["blocks"]["abs_rel"])
         parts = " | ".join(f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}" if f"{m}_mean" in r else "–"

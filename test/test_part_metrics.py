@@ -25,6 +25,7 @@ from depth_node_training.evaluation.metrics import (
     hole_footprints,
     nan_mean,
     part_regions,
+    texture_error,
 )
 from depth_node_training.frames import Frame
 from depth_node_training.learning.training_pairs import SampleKey, TrainingPairs, hole_blobs, lr_supervision
@@ -157,7 +158,8 @@ def test_evaluate_reports_part_metrics_for_any_model(redkitchen, checkpoint, tmp
     data = ["--data", f"{redkitchen}@500:502"]
     plain, header = evaluate(tmp_path, "plain", "--model", str(checkpoint), *data)
     assert header.endswith(",".join(PART_METRICS)) and header.startswith("frame," + ",".join(METRICS))
-    assert plain["parts"] == {"edge_band_px": 4, "edge_jump": 0.05, "lr_factor": 4.0, "lr_holes": 0.0}
+    assert plain["parts"] == {"edge_band_px": 4, "edge_jump": 0.05, "lr_factor": 4.0, "lr_holes": 0.0,
+                              "texture_spacings_px": [1, 4, 16], "flat_tolerance": 0.02}
     assert all(0 < plain[m] < 2 and plain[f"{m}_frames"] == 2 for m in PART_METRICS)
     out = capsys.readouterr().out
     assert "| abs_rel_edges | abs_rel_holes |" in out and "abs_rel_holes: in holes of the LR supervision" in out
@@ -227,3 +229,34 @@ def test_ablation_compares_extra_rows_with_the_baseline_and_named_pairs_only_whe
     # standard pairs first (full vs +cons), the --row row vs the baseline, then the named ones, once each; "motion"
     # and "lr-only" were not trained, so no pair with them
     assert pairs == [("+cons", "+hr"), ("full", "+cons"), ("+distill", "+hr"), ("full", "+hr")]
+
+
+def test_texture_is_zero_on_any_plane_at_any_scale_and_hand_computed_for_one_bump():
+    v, u = np.mgrid[0:48, 0:64].astype(np.float64)
+    plane = 1.0 / (0.4 + 0.004 * u + 0.002 * v)  # a slanted wall: inverse depth linear in the pixel coordinates
+    assert texture_error(plane, plane) == pytest.approx(0.0, abs=1e-12)
+    assert texture_error(1.3 * plane, plane) == pytest.approx(0.0, abs=1e-12)  # scale is AbsRel's business
+    gt, pred = np.full((40, 40), 2.0), np.full((40, 40), 2.0)
+    pred[20, 20] = 2.2  # one pixel 10% further: at every spacing its centre and its two neighbours on each axis
+    centre = (2 * 0.5 - 2 * (1 / 2.2)) / (1 / 2.2)
+    side = abs((1 / 2.2 - 0.5) / 0.5)
+    fine = (centre + 2 * side) / 38 ** 2  # (|x| + |y|) / 2 over the 38 x 38 interior pixels
+    footprint = (centre + 2 * side) / 32 ** 2
+    coarse = centre / 8 ** 2  # at spacing 16 only (20, 20) among the 8 x 8 centres sees the bump
+    assert texture_error(pred, gt) == pytest.approx((fine + footprint + coarse) / 3)
+
+
+def test_texture_scores_texture_painted_on_a_wall_not_a_true_depth_edge():
+    v, u = np.mgrid[0:96, 0:128].astype(np.float64)
+    wall = 1.0 / (0.3 + 0.001 * u)
+    step = np.where(u < 64, wall, 0.8 * wall)  # a real edge: a nearer surface on the right
+    assert texture_error(step, step) == pytest.approx(0.0, abs=1e-12)
+    letters = ((u // 6 + v // 6) % 2 == 0) & (v > 30) & (v < 70)  # printed text: the same mean depth, only relief
+    painted = step * np.where(letters, 0.97, 1.03)
+    assert texture_error(painted, step) > 0.02
+    blurred = cv2.blur(step, (9, 9))  # an estimate that smooths the real edge: scored only where the truth is flat
+    assert texture_error(blurred, step) < texture_error(painted, step) / 2
+    holes = step.copy()
+    holes[:, 60:70] = np.nan  # no ground truth: never flat, and a NaN estimate counts as min_depth elsewhere
+    assert np.isfinite(texture_error(step, holes))
+    assert np.isnan(texture_error(step, np.full_like(step, np.nan)))

@@ -21,7 +21,19 @@ from ..config import DataConfig
 from ..frames import Frame, FrameSource
 from ..learning.training_pairs import lr_supervision
 from ..skipped import Skipped, scorable_frames, skipped_of
-from .metrics import EDGE_BAND, EDGE_JUMP, METRICS, PART_METRICS, depth_metrics, nan_mean, part_regions, valid_gt
+from .metrics import (
+    EDGE_BAND,
+    EDGE_JUMP,
+    FLAT_TOLERANCE,
+    METRICS,
+    PART_METRICS,
+    TEXTURE_SPACINGS,
+    depth_metrics,
+    nan_mean,
+    part_regions,
+    texture_error,
+    valid_gt,
+)
 from .previews import preview_row, save_rows
 from .sparsification import mean_curves, plot, reliability, reliability_counts, sparsification
 
@@ -54,7 +66,8 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
     Besides METRICS, each frame gets PART_METRICS (``metrics.part_regions``): AbsRel in the band around the ground
     truth's depth edges, and inside the holes of the LR supervision ``data`` makes (``lr_supervision``: the frame's
     logged LR depth, else the ground truth reduced by ``data.factor``, less the blobs ``data.lr_holes`` removes in
-    training; default: factor 4, no blobs). A frame without such pixels has NaN there; the summary's mean skips NaN
+    training; default: factor 4, no blobs), and ``texture`` (``metrics.texture_error``: relief where the ground truth
+    is flat). A frame without such pixels has NaN there; the summary's mean skips NaN
     and ``<metric>_frames`` says how many frames it averages.
 
     Frames that cannot be read or have no ground truth are skipped and counted by reason in ``skipped`` (with what
@@ -76,7 +89,8 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
             pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
             conf = None if conf is None else cv2.resize(conf, (gt.shape[1], gt.shape[0]))
         regions = part_regions(gt, lr_supervision(frame, data), min_depth, max_depth)
-        rows.append({"frame": frame.name, **depth_metrics(pred, gt, min_depth, max_depth, median_scaling, regions)})
+        metrics = depth_metrics(pred, gt, min_depth, max_depth, median_scaling, regions)
+        rows.append({"frame": frame.name, **metrics, "texture": texture_error(pred, gt, min_depth, max_depth)})
         if conf is not None:
             valid = valid_gt(gt, min_depth, max_depth)
             scored = np.clip(np.nan_to_num(pred[valid], nan=min_depth), min_depth, max_depth)
@@ -98,7 +112,8 @@ def evaluate_frames(predict: Predictor, frames: FrameSource, min_depth: float = 
         summary[m] = nan_mean(r[m] for r in rows)
         summary[f"{m}_frames"] = sum(not np.isnan(r[m]) for r in rows)
     summary["parts"] = {"edge_band_px": EDGE_BAND, "edge_jump": round(EDGE_JUMP - 1, 6), "lr_factor": data.factor,
-                        "lr_holes": data.lr_holes}
+                        "lr_holes": data.lr_holes, "texture_spacings_px": list(TEXTURE_SPACINGS),
+                        "flat_tolerance": FLAT_TOLERANCE}
     summary["frames"] = len(rows)
     summary["skipped"] = skipped.as_dict()
     if curves:
@@ -183,7 +198,9 @@ def run(args) -> None:
     print(f"frames scored {summary['frames']}, skipped: {summary['skipped'] or 'none'}")
     print(f"abs_rel_edges: within {EDGE_BAND} px of a depth jump > {EDGE_JUMP - 1:.0%}, "
           f"{summary['abs_rel_edges_frames']} frames; abs_rel_holes: in holes of the LR supervision (factor "
-          f"{data.factor:g}, removed blobs {data.lr_holes:g}), {summary['abs_rel_holes_frames']} frames")
+          f"{data.factor:g}, removed blobs {data.lr_holes:g}), {summary['abs_rel_holes_frames']} frames; texture: "
+          f"relief where the ground truth is flat (second differences of 1/depth at {TEXTURE_SPACINGS} px), "
+          f"{summary['texture_frames']} frames")
     if args.confidence:
         for key, label in (("confidence", "confidence"), ("confidence_lr_depth", "with the live LR depth")):
             if key in summary:

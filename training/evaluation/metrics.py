@@ -1,6 +1,7 @@
 """Standard monocular depth metrics (Eigen et al. 2014) over valid ground-truth pixels, at ground-truth resolution,
-and AbsRel over the parts of a frame an all-pixel mean hides: the band around depth edges (where an estimator trained
-on LR supervision blurs) and the footprints where the LR supervision was missing (where it had no target at all)."""
+and metrics of the parts of a frame an all-pixel mean hides: AbsRel in the band around depth edges (where an estimator
+trained on LR supervision blurs) and in the footprints where the LR supervision was missing (where it had no target at
+all), and ``texture``: relief the estimate has where the ground truth is flat (image texture copied into depth)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import cv2
 import numpy as np
 
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3")
-PART_METRICS = ("abs_rel_edges", "abs_rel_holes")  # NaN in a frame without such pixels
+PART_METRICS = ("abs_rel_edges", "abs_rel_holes", "texture")  # NaN in a frame without such pixels
 EDGE_JUMP = 1.05  # neighbouring valid pixels whose depths differ by more than 5% (larger / smaller) meet at an edge
 EDGE_BAND = 4  # the edge band: HR pixels within this many pixels of an edge, on each side of it
+TEXTURE_SPACINGS = (1, 4, 16)  # pixels: fine grain, one x4 footprint, printed text and poster outlines
+FLAT_TOLERANCE = 0.02  # ground truth is flat at a pixel when its relative second differences are under this
 
 
 def valid_gt(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
@@ -105,3 +108,34 @@ def nan_mean(values: Iterable[float]) -> float:
     v = np.asarray(list(values), dtype=np.float64)
     v = v[~np.isnan(v)]
     return float(v.mean()) if v.size else math.nan
+
+
+def relative_second_differences(inverse: np.ndarray, spacing: int) -> tuple[np.ndarray, np.ndarray]:
+    """Signed second differences of an inverse-depth map at ``spacing`` along x and y, over the centre value, at the
+    centre pixel (NaN where one of the three pixels is NaN or outside the map). The inverse depth of a plane is linear
+    in pixel coordinates, so a plane has 0 at every spacing, whatever its slant and the camera's intrinsics."""
+    s = spacing
+    dxx, dyy = np.full(inverse.shape, np.nan), np.full(inverse.shape, np.nan)
+    dxx[:, s:-s] = (inverse[:, 2 * s:] - 2 * inverse[:, s:-s] + inverse[:, :-2 * s]) / inverse[:, s:-s]
+    dyy[s:-s] = (inverse[2 * s:] - 2 * inverse[s:-s] + inverse[:-2 * s]) / inverse[s:-s]
+    return dxx, dyy
+
+
+def texture_error(pred: np.ndarray, gt: np.ndarray, min_depth: float = 0.1, max_depth: float = 10.0,
+                  spacings: tuple[int, ...] = TEXTURE_SPACINGS, tolerance: float = FLAT_TOLERANCE) -> float:
+    """Relief of the estimate where the ground truth is flat: the mean |r(pred) - r(gt)| of the relative second
+    differences r of inverse depth (``relative_second_differences``), over the pixels where the ground truth's own |r|
+    is under ``tolerance`` along both axes, averaged over ``spacings``. Texture painted on a wall, a table or a poster
+    scores; a true depth edge or a curved surface is not flat in the ground truth and is not scored; a wrong scale
+    costs nothing (r is relative), so this sees what AbsRel mixes with scale. NaN without a flat pixel."""
+    valid = valid_gt(gt, min_depth, max_depth)
+    inverse_gt = np.where(valid, 1.0 / np.where(valid, gt, 1.0), np.nan)
+    p = np.clip(np.nan_to_num(pred.astype(np.float64), nan=min_depth), min_depth, max_depth)
+    per_spacing = []
+    for s in spacings:
+        gx, gy = relative_second_differences(inverse_gt, s)
+        px, py = relative_second_differences(1.0 / p, s)
+        flat = (np.abs(gx) < tolerance) & (np.abs(gy) < tolerance)
+        if flat.any():
+            per_spacing.append(float(np.mean((np.abs(px - gx) + np.abs(py - gy))[flat]) / 2))
+    return float(np.mean(per_spacing)) if per_spacing else math.nan
