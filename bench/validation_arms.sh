@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One (row, seed) of the declared validation arms against +hr (bench/results/paper_parts_x4/rule*.md); a queue:
+# One (row, seed) of the declared validation arms against +hr (bench/results/paper_parts_x4/rule*.md,
+# recipe_x4/rule_motion.md); a queue:
 #   xargs -P 3 -L 1 bash bench/validation_arms.sh < queue.txt   # lines "ROW SEED"
 set -euo pipefail
 row=$1 seed=$2
@@ -13,6 +14,7 @@ declare -A ARMS=(
   [+hr-motion-far]="loss.w_cons=0,loss.w_affinity=0,loss.w_motion=5,loss.motion_offsets=[-20,20],loss.motion_min_baseline=0.02,loss.motion_smoothness=0,data.color_focal=525"
   [+cons-holes]="loss.w_cons=0.5,loss.w_affinity=0,data.lr_holes=0.3"
   [+hr-planar]="loss.w_cons=0,loss.w_affinity=0,loss.w_planar=1,loss.planar_tolerance=0.02"
+  [+hr-planar10]="loss.w_cons=0,loss.w_affinity=0,loss.w_planar=10,loss.planar_tolerance=0.02"
   [+hr-holes]="loss.w_cons=0,loss.w_affinity=0,data.lr_holes=0.3"
   [+distill]="loss.w_cons=0,loss.w_affinity=1,loss.affinity_share=0.25,loss.teacher_view=full,loss.distill=lr_coarse,loss.affinity_form=reference,loss.affinity_grid=[15,20]"
   [+distill-share1]="loss.w_cons=0,loss.w_affinity=1,loss.affinity_share=1,loss.teacher_view=full,loss.distill=lr_coarse,loss.affinity_form=reference,loss.affinity_grid=[15,20]"
