@@ -63,7 +63,7 @@ def test_the_objective_trains_the_hr_estimate_toward_the_plane():
     model = DepthEstimator(cfg.model).train()
     lr = lr_of(plane().float())[0].expand(2, -1, -1, -1)
     terms = weak_losses(model, None, torch.rand(2, 3, H, W) * 2 - 1, lr, torch.zeros(2, 1, H, W), cfg)
-    assert set(terms) == {"l_lr", "l_hr", "l_planar"} and terms["l_planar"] > 0
+    assert {"l_lr", "l_hr", "l_planar"} <= set(terms) and terms["l_planar"] > 0
     terms["l_planar"].backward()
     assert model.head.conv.weight.grad.abs().sum() > 0
     off = weak_losses(model, None, torch.rand(2, 3, H, W), lr, torch.zeros(2, 1, H, W),

@@ -181,7 +181,7 @@ def test_decoder_running_statistics_come_from_the_passes_asked_for(stats):
     alone.load_state_dict(model.state_dict())
     image, depth_lr = torch.rand(2, 3, 64, 64), 1 + torch.rand(2, 1, 16, 16)
     terms = weak_losses(model, None, image, depth_lr, torch.zeros(2, 1, 64, 64), cfg)
-    assert set(terms) == {"l_lr", "l_hr"}
+    assert {"l_lr", "l_hr"} <= set(terms)  # both passes ran
     alone.forward_features(image)
     bn = [(a, b) for a, b in zip(model.decoder.modules(), alone.decoder.modules()) if isinstance(a, nn.BatchNorm2d)]
     same = all(torch.allclose(a.running_mean, b.running_mean) and torch.allclose(a.running_var, b.running_var)

@@ -40,7 +40,7 @@ class LossConfig:
     form: str = "l1"  # l1 | berhu | silog | log_l1 (see losses.py)
     w_lr: float = 1.0  # (1) L(D_lr, G_lr)
     w_hr: float = 1.0  # (2) L(down(D_hr), G_lr)
-    w_cons: float = 0.0  # (3) L(D_lr, down(D_hr)): off, not better than 1-2 on validation (0.5 when used)
+    w_cons: float = 0.5  # (3) L(D_lr, down(D_hr)), Charbonnier: better than 1-2 on validation, 6 seeds (method.md)
     w_affinity: float = 0.0  # (4) affinity distillation from the teacher: off, not better than 1-3 on validation
     teacher: str = "super_resolution"  # the teacher's pre-training task: super_resolution | completion (teacher.py),
     #                                     or fastdepth: FastDepth's image-to-depth network, frozen, on the HR image
@@ -51,7 +51,7 @@ class LossConfig:
     affinity_share: float = 0.0  # > 0: w_affinity is measured instead, as this share of the supervision's encoder
     # gradient (gradient_share.py); w_affinity > 0 then only switches (4) on
     cons_grad: str = "both"  # (3)'s gradient: both sides | hr_teaches_lr (stopped through down(D_hr)) | lr_teaches_hr
-    cons_penalty: str = "form"  # (3)'s penalty: the loss form above | charbonnier (robust, smooth at 0)
+    cons_penalty: str = "charbonnier"  # (3)'s penalty: charbonnier (robust, smooth at 0) | form (the loss form above)
     teacher_view: str = "task"  # what the teacher sees at distillation: task (its pre-training view) | full (G_lr)
     distill: str = "matched"  # matched: both branches at their two finest matched levels | lr_coarse (docs/method.md)
     affinity_form: str = "centred_l1"  # centred_l1 (ours) | reference (Liu et al.: cosine, max-pooled, squared)
