@@ -87,8 +87,8 @@ def main() -> None:
   ground truth was never used for training.
 - **Provenance**: code revision {meta['git_rev']} (clean checkout), trained on {args.machine} in
   {args.wall_minutes:.0f} min.
-- **How the recipe scores on frames it did not see**: the same recipe trained on frames 0-399 (3 seeds), test block
-  500-599 at full resolution (`{args.test_summary}`, row `{args.row}`; trained on {summary.get("trained_on",
+- **How the recipe scores on frames it did not see**: the same recipe trained on frames 0-399 ({row['seeds']} seeds),
+  test block 500-599 at full resolution (`{args.test_summary}`, row `{args.row}`; trained on {summary.get("trained_on",
   "this machine")}): AbsRel {row['abs_rel_mean']:.3f} ±
   {row['abs_rel_std']:.3f}, RMSE {row['rmse_mean']:.3f} m, delta<1.25 {row['delta1_mean']:.3f}; per 20-frame block
   {' '.join(f'{v:.3f}' for v in row['blocks']['abs_rel'])} (error grows along the trajectory). This model saw
