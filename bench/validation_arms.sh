@@ -12,6 +12,7 @@ declare -A ARMS=(
   [+cons]="loss.w_cons=0.5,loss.cons_penalty=form,loss.w_affinity=0"
   [full]="loss.w_cons=0.5,loss.cons_penalty=form,loss.w_affinity=1,loss.affinity_share=0.25,loss.teacher_view=full,loss.distill=lr_coarse,loss.affinity_form=reference,loss.affinity_grid=[15,20]"
   [+hr-motion-far]="loss.w_cons=0,loss.w_affinity=0,loss.w_motion=5,loss.motion_offsets=[-20,20],loss.motion_min_baseline=0.02,loss.motion_smoothness=0,data.color_focal=525"
+  [default-motion-far]="loss.w_cons=0.5,loss.w_affinity=0,loss.cons_penalty=charbonnier,loss.w_motion=5,loss.motion_offsets=[-20,20],loss.motion_min_baseline=0.02,loss.motion_smoothness=0,data.color_focal=525"
   [+cons-holes]="loss.w_cons=0.5,loss.cons_penalty=form,loss.w_affinity=0,data.lr_holes=0.3"
   [+hr-planar]="loss.w_cons=0,loss.w_affinity=0,loss.w_planar=1,loss.planar_tolerance=0.02"
   [+hr-planar10]="loss.w_cons=0,loss.w_affinity=0,loss.w_planar=10,loss.planar_tolerance=0.02"
