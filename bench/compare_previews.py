@@ -50,8 +50,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="*", help="which frames of the previews, from 0 (default: all)")
     parser.add_argument("--frames", type=int, default=4, help="frames in each preview (evaluation's default: 4)")
     args = parser.parse_args()
-    runs = [(name, png) for name, _, png in (spec.partition("=") for spec in args.runs)]
-    runs = [(name, panels(Path(png), args.rows, args.frames)) for name, png in runs]
+    runs = [(name, panels(Path(png), args.rows, args.frames))
+            for name, _, png in (spec.partition("=") for spec in args.runs)]
     first = runs[0][1]
     if any(p[0].shape != first[0].shape for _, p in runs):
         raise SystemExit("the previews differ in size: not the same frames of the same split")

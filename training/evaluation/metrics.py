@@ -130,11 +130,11 @@ def texture_error(pred: np.ndarray, gt: np.ndarray, min_depth: float = 0.1, max_
     costs nothing (r is relative), so this sees what AbsRel mixes with scale. NaN without a flat pixel."""
     valid = valid_gt(gt, min_depth, max_depth)
     inverse_gt = np.where(valid, 1.0 / np.where(valid, gt, 1.0), np.nan)
-    p = np.clip(np.nan_to_num(pred.astype(np.float64), nan=min_depth), min_depth, max_depth)
+    inverse = 1.0 / np.clip(np.nan_to_num(pred.astype(np.float64), nan=min_depth), min_depth, max_depth)
     per_spacing = []
     for s in spacings:
         gx, gy = relative_second_differences(inverse_gt, s)
-        px, py = relative_second_differences(1.0 / p, s)
+        px, py = relative_second_differences(inverse, s)
         flat = (np.abs(gx) < tolerance) & (np.abs(gy) < tolerance)
         if flat.any():
             per_spacing.append(float(np.mean((np.abs(px - gx) + np.abs(py - gy))[flat]) / 2))
