@@ -14,7 +14,8 @@ declare -A ARMS=(
   [+cons-lrteach]="loss.w_cons=0.5,loss.cons_penalty=form,loss.w_affinity=0,loss.cons_grad=lr_teaches_hr"
   [+cons-charb]="loss.w_cons=0.5,loss.w_affinity=0,loss.cons_penalty=charbonnier"
   [+cons]="loss.w_cons=0.5,loss.cons_penalty=form,loss.w_affinity=0"
-  [full]="loss.w_cons=0.5,loss.cons_penalty=form,loss.w_affinity=1,loss.affinity_share=0.25,${FAITHFUL_VIEW}"
+  [full]="loss.w_cons=0.5,loss.cons_penalty=charbonnier,loss.w_affinity=1,loss.affinity_share=0.25,${FAITHFUL_VIEW}"
+  [full-share1]="loss.w_cons=0.5,loss.cons_penalty=charbonnier,loss.w_affinity=1,loss.affinity_share=1,${FAITHFUL_VIEW}"
   [+hr-motion-far]="loss.w_cons=0,loss.w_affinity=0,${MOTION_FAR}"
   [default-motion-far]="loss.w_cons=0.5,loss.w_affinity=0,loss.cons_penalty=charbonnier,${MOTION_FAR}"
   [+cons-holes]="loss.w_cons=0.5,loss.cons_penalty=form,loss.w_affinity=0,data.lr_holes=0.3"
@@ -22,7 +23,6 @@ declare -A ARMS=(
   [+hr-planar10]="loss.w_cons=0,loss.w_affinity=0,loss.w_planar=10,loss.planar_tolerance=0.02"
   [+hr-holes]="loss.w_cons=0,loss.w_affinity=0,data.lr_holes=0.3"
   [+distill]="loss.w_cons=0,loss.w_affinity=1,loss.affinity_share=0.25,${FAITHFUL_VIEW}"
-  [+distill-share1]="loss.w_cons=0,loss.w_affinity=1,loss.affinity_share=1,${FAITHFUL_VIEW}"
 )
 cd "$(dirname "$0")/.."
 OMP_NUM_THREADS=1 exec .venv/bin/python bench/ablation.py --factor 4 --steps 1000 --seeds "$seed" --split val \
