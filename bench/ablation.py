@@ -71,10 +71,16 @@ def upsampled_lr_predictor(model: torch.nn.Module, mean, std, factor: float):
     return predict
 
 
+def run_folder(args, name: str, seed: int) -> Path:
+    """Where a (row, seed) is trained and kept: OUT/ROW/seedN, or under the row's ``--reuse`` folder (the same recipe's
+    runs made for another table, so that both tables pair the very same networks)."""
+    return Path(args.reuse.get(name, args.out / name)) / f"seed{seed}"
+
+
 def train_row(args, name: str, overrides: list[str], seed: int) -> Path | None:
     """Train one (row, seed) unless its final checkpoint exists; returns the run folder (None when ``--no-train``
     finds it unfinished)."""
-    run = args.out / name / f"seed{seed}"
+    run = run_folder(args, name, seed)
     ckpt = run / "checkpoint.pt"
     common = [f"data.factor={args.factor}", f"model.factor={args.factor}", f"train.steps={args.steps}",
               f"train.seed={seed}", *args.set]
@@ -104,12 +110,10 @@ def logged_steps(run: Path) -> int:
     return int(rows[-1].split(",")[0]) if len(rows) > 1 else 0
 
 
-def evaluate_row(args, name: str, run: Path, frames) -> list[dict] | None:
+def evaluate_row(args, name: str, seed: int, run: Path, frames) -> list[dict] | None:
     """Per-frame metrics of one (row, seed) on the split, cached in the run folder (None when neither the evaluation
     nor the checkpoint to make it was kept)."""
-    path = run.parent / run.name / f"eval_{args.split}.csv"
-    if name == "upsampled-lr":
-        path = args.out / name / run.name / f"eval_{args.split}.csv"
+    path = run_folder(args, name, seed) / f"eval_{args.split}.csv"  # upsampled-lr: its own folder, lr-only's run
     if not path.exists() and not (run / "checkpoint.pt").exists():
         print(f"{name} {run.name}: no kept {args.split} evaluation and no checkpoint, left out of the summary")
         return None
@@ -179,6 +183,9 @@ def main() -> None:
     parser.add_argument("--baseline", default="+cons", help="the row the extra --row rows are compared with")
     parser.add_argument("--compare", action="append", default=[], metavar="A:B",
                         help="one more paired comparison, row A against row B (repeatable)")
+    parser.add_argument("--reuse", action="append", default=[], metavar="ROW=DIR",
+                        help="the row's runs are DIR/seedN (kept runs of the same config, e.g. made for another "
+                             "table); checked against the row's config like any kept run")
     parser.add_argument("--set", nargs="*", default=[], help="config overrides for every row")
     parser.add_argument("--out", type=Path, default=Path("bench/results/ablation_x4"))
     parser.add_argument("--summary", help="summary file name in OUT (default: summary.json for test, "
@@ -192,6 +199,9 @@ def main() -> None:
 
     if bad := [spec for spec in args.compare if spec.count(":") != 1]:
         parser.error(f"--compare {bad[0]}: expected A:B, two row names")
+    if bad := [spec for spec in args.reuse if "=" not in spec]:
+        parser.error(f"--reuse {bad[0]}: expected ROW=DIR")
+    args.reuse = dict(spec.split("=", 1) for spec in args.reuse)
     rows = {name: ROWS[name] for name in args.rows}
     for spec in args.row:
         name, _, overrides = spec.partition("=")
@@ -209,7 +219,7 @@ def main() -> None:
             if wall_file.exists():
                 wall.setdefault(name, []).append(json.loads(wall_file.read_text())["train_seconds"])
             if frames is not None:
-                rows_of_seed = evaluate_row(args, name, run, frames)
+                rows_of_seed = evaluate_row(args, name, seed, run, frames)
                 if rows_of_seed is not None:
                     per_seed[seed] = rows_of_seed
         if per_seed:
@@ -233,7 +243,7 @@ def main() -> None:
         "command": "python bench/ablation.py " + " ".join(
             [f"--factor {args.factor:g}", f"--steps {args.steps}", "--seeds " + " ".join(map(str, args.seeds)),
              f"--split {args.split}", "--rows " + " ".join(args.rows), *[f"--row {r}" for r in args.row],
-             *[f"--compare {c}" for c in args.compare],
+             *[f"--compare {c}" for c in args.compare], *[f"--reuse {r}={d}" for r, d in args.reuse.items()],
              *(["--set " + " ".join(args.set)] if args.set else []), f"--baseline {args.baseline}",
              f"--out {args.out}", *([f"--summary {args.summary}"] if args.summary else []),
              *(["--no-train"] if args.no_train else [])]),

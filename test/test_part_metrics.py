@@ -4,6 +4,7 @@ are the same in training and evaluation; ``depth-train evaluate`` and the ablati
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import math
@@ -260,3 +261,18 @@ def test_texture_scores_texture_painted_on_a_wall_not_a_true_depth_edge():
     holes[:, 60:70] = np.nan  # no ground truth: never flat, and a NaN estimate counts as min_depth elsewhere
     assert np.isfinite(texture_error(step, holes))
     assert np.isnan(texture_error(step, np.full_like(step, np.nan)))
+
+
+def test_ablation_reuses_a_rows_kept_runs_from_another_table(tmp_path):
+    spec = importlib.util.spec_from_file_location("ablation", ROOT / "bench" / "ablation.py")
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+    kept = tmp_path / "paper_parts" / "+cons-charb"
+    (kept / "seed1").mkdir(parents=True)
+    (kept / "seed1" / "log.csv").write_text("step,loss\n500,0.2\n1000,0.1\n")  # a finished run, trained elsewhere
+    args = argparse.Namespace(out=tmp_path / "table", reuse={"+cons": str(kept)}, factor=4.0, steps=1000, set=[],
+                              no_train=True, data="unused", train_frames="0:400")
+    assert ablation.train_row(args, "+cons", ablation.ROWS["+cons"], 1) == kept / "seed1"
+    assert ablation.train_row(args, "+cons", ablation.ROWS["+cons"], 2) is None  # not there: left out, said
+    assert ablation.train_row(args, "+hr", ablation.ROWS["+hr"], 1) is None  # OUT/+hr/seed1 was never trained
+    assert ablation.run_folder(args, "upsampled-lr", 0) == tmp_path / "table" / "upsampled-lr" / "seed0"
