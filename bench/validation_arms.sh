@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # One (row, seed) of the declared validation arms against +hr (bench/results/paper_parts_x4/rule*.md,
-# recipe_x4/rule_motion.md); a queue:
+# recipe_x4/rule_motion.md), trained and scored on validation; a queue:
 #   xargs -P 3 -L 1 bash bench/validation_arms.sh < queue.txt   # lines "ROW SEED"
+# The declared test read of kept runs (no training): bash bench/validation_arms.sh ROW "0 1 2" test
 set -euo pipefail
-row=$1 seed=$2
+row=$1 seeds=$2 split=${3:-val}
+read -ra seeds <<< "$seeds"
+[[ $split == val ]] && train=() || train=(--no-train)
 # (4) in the faithful form (teacher sees the full G_lr, LR branch one-to-one, reference affinity), less its share;
 # (5) with neighbours 20 frames apart at w 5
 FAITHFUL_VIEW="loss.teacher_view=full,loss.distill=lr_coarse,loss.affinity_form=reference,loss.affinity_grid=[15,20]"
@@ -25,6 +28,6 @@ declare -A ARMS=(
   [+distill]="loss.w_cons=0,loss.w_affinity=1,loss.affinity_share=0.25,${FAITHFUL_VIEW}"
 )
 cd "$(dirname "$0")/.."
-OMP_NUM_THREADS=1 exec .venv/bin/python bench/ablation.py --factor 4 --steps 1000 --seeds "$seed" --split val \
-  --rows --row "$row=${ARMS[$row]}" --baseline +hr --set data.cache_frames=true train.log_every=50 \
-  --out bench/results/paper_parts_x4 --no-summary
+OMP_NUM_THREADS=1 exec .venv/bin/python bench/ablation.py --factor 4 --steps 1000 --seeds "${seeds[@]}" \
+  --split "$split" --rows --row "$row=${ARMS[$row]}" --baseline +hr --set data.cache_frames=true train.log_every=50 \
+  --out bench/results/paper_parts_x4 --no-summary "${train[@]}"
