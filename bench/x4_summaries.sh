@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The summaries of the x4 runs, from kept evaluations (no training; a missing evaluation of a kept checkpoint is made):
+#   bash bench/x4_summaries.sh [val4|val|test|table|prior|all]
+# val4: (4) on top of the default, against it; val / test: every issue-21 arm against +hr (summary_val.json,
+# summary.json); table: the final x4 table (ablation_x4/summary.json); prior: the FastDepth prior on validation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/x4_arms.sh
+what=${1:-all}
+row() { for name in "$@"; do printf -- '--row\n%s=%s\n' "$name" "${ARMS[$name]}"; done; }
+ablation() {
+  OMP_NUM_THREADS=1 .venv/bin/python bench/ablation.py --factor 4 --steps 1000 --seeds 0 1 2 3 4 5 \
+    --set data.cache_frames=true train.log_every=50 --no-train "$@"
+}
+mapfile -t parts < <(row +cons-charb +cons +cons-hrteach +cons-lrteach +distill full)
+if [[ $what == val4 || $what == all ]]; then
+  mapfile -t rows < <(row +cons-charb full full-share1)
+  ablation --split val --out bench/results/paper_parts_x4 --rows +hr "${rows[@]}" --baseline +cons-charb \
+    --compare full:+cons-charb --compare full:+hr --compare full-share1:+hr --summary summary_val_full.json
+fi
+if [[ $what == val || $what == all ]]; then
+  mapfile -t extra < <(row full-share1)
+  ablation --split val --out bench/results/paper_parts_x4 --rows +hr "${parts[@]}" "${extra[@]}" \
+    --compare full:+cons-charb --baseline +hr
+fi
+if [[ $what == test || $what == all ]]; then
+  ablation --split test --out bench/results/paper_parts_x4 --rows +hr "${parts[@]}" --compare full:+cons-charb \
+    --baseline +hr
+fi
+kept=bench/results/paper_parts_x4
+if [[ $what == table || $what == all ]]; then
+  mapfile -t rows < <(row full default-motion-far prior-fastdepth)
+  ablation --split test --out bench/results/ablation_x4 --rows lr-only +hr +cons full hr-oracle upsampled-lr \
+    "${rows[@]}" --reuse "+hr=$kept/+hr" --reuse "+cons=$kept/+cons-charb" --reuse "full=$kept/full" \
+    --reuse "default-motion-far=$kept/default-motion-far" --compare default-motion-far:+cons \
+    --compare prior-fastdepth:+cons --baseline +hr
+fi
+if [[ $what == prior || $what == all ]]; then
+  mapfile -t rows < <(row prior-fastdepth)
+  ablation --split val --out bench/results/ablation_x4 --rows +cons "${rows[@]}" --reuse "+cons=$kept/+cons-charb" \
+    --baseline +cons --summary summary_val_prior.json
+fi
