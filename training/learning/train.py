@@ -152,10 +152,10 @@ def fit(cfg: Config, data: list[str], out_dir: Path, resume: bool = False, progr
                         persistent_workers=t.num_workers > 0)  # workers keep their frame cache across epochs
 
     model = make_network(cfg.model).to(device)
-    if cfg.model.arch == "fastdepth" and cfg.model.pretrained:  # the FastDepth prior: NYU-trained weights
-        load_fastdepth_prior(model, cfg.model)
-    if t.init and state is None:  # a resumed run has its own weights
+    if state is None and t.init:  # fine-tuning: another checkpoint's weights (a resumed run has its own)
         start_from(model, Path(t.init))
+    elif state is None and cfg.model.arch == "fastdepth" and cfg.model.pretrained:  # the prior: NYU-trained weights
+        load_fastdepth_prior(model, cfg.model)
     teacher = None
     if cfg.loss.w_affinity > 0:  # pre-trained on the training frames' LR depth, then frozen (teacher.py)
         if cfg.loss.teacher in IMAGE_TEACHERS:  # trained elsewhere: used as it is
