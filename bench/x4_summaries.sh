@@ -10,7 +10,7 @@ what=${1:-all}
 row() { for name in "$@"; do printf -- '--row\n%s=%s\n' "$name" "${ARMS[$name]}"; done; }
 ablation() {
   OMP_NUM_THREADS=1 .venv/bin/python bench/ablation.py --factor 4 --steps 1000 --seeds 0 1 2 3 4 5 \
-    --set data.cache_frames=true train.log_every=50 --no-train "$@"
+    --set data.cache_frames=true train.log_every=50 "${EFFICIENTNET[@]}" --no-train "$@"
 }
 mapfile -t parts < <(row +cons-charb +cons +cons-hrteach +cons-lrteach +distill full)
 if [[ $what == val4 || $what == all ]]; then
