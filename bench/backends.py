@@ -42,7 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from depth_node.default_model import MODEL_DIR
 from depth_node.estimator import BACKENDS, load_estimator, unavailable_reason
 from depth_node.network.deploy_model import DeployModel
-from depth_node.network.depth_estimator import DepthEstimator
+from depth_node.network.factory import make_network
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "redkitchen"
 FRAME = DATA / "frame-000000.color.jpg"
@@ -132,7 +132,7 @@ def default_or_random_model(tmp: Path) -> tuple[Path, str]:
     if (MODEL_DIR / "default.pt").exists():
         return MODEL_DIR / "default.pt", "default.pt"
     cfg = load_config(None, ["model.pretrained=false"])
-    path = save_checkpoint(tmp / "random.pt", DepthEstimator(cfg.model), cfg, 0, {"data": [], "git_rev": "bench"})
+    path = save_checkpoint(tmp / "random.pt", make_network(cfg.model), cfg, 0, {"data": [], "git_rev": "bench"})
     return path, "random weights (no default model; speed does not depend on weights)"
 
 

@@ -64,12 +64,12 @@ def onnx_model(path: str | None, workdir: Path) -> tuple[Path, str]:
         from depth_node_training.config import load_config
         from depth_node_training.learning.checkpoint import save_checkpoint
 
-        from depth_node.network.depth_estimator import DepthEstimator
+        from depth_node.network.factory import make_network
 
         cfg = load_config(None, ["model.pretrained=false"])
         torch.manual_seed(0)
-        source = str(save_checkpoint(workdir / "random.pt", DepthEstimator(cfg.model), cfg, 0, {}))
-        what = "random-initialised DepthEstimator (default architecture)"
+        source = str(save_checkpoint(workdir / "random.pt", make_network(cfg.model), cfg, 0, {}))
+        what = "random-initialised estimator (default architecture)"
     else:
         what = source
     return export_onnx(source, workdir / "model.onnx", H, W), what

@@ -34,7 +34,7 @@ def checkpoint(tmp_path_factory) -> Path:
     from depth_node_training.learning.checkpoint import save_checkpoint
 
     from depth_node.default_model import MODEL_DIR
-    from depth_node.network.depth_estimator import DepthEstimator
+    from depth_node.network.factory import make_network
 
     if (MODEL_DIR / "default.pt").exists():
         return MODEL_DIR / "default.pt"
@@ -42,7 +42,7 @@ def checkpoint(tmp_path_factory) -> Path:
     cfg = load_config(None, ["model.min_depth=0.2", "model.max_depth=8.0"])
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
     meta = {"data": ["redkitchen@0:500"], "git_rev": "abc1234"}
-    return save_checkpoint(path, DepthEstimator(cfg.model), cfg, 7, meta)
+    return save_checkpoint(path, make_network(cfg.model), cfg, 7, meta)
 
 
 @pytest.fixture(scope="module")

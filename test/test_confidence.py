@@ -139,9 +139,9 @@ def test_evaluate_confidence_writes_curves_and_plot(calibrated: Path, redkitchen
 
 
 def test_evaluate_scores_the_confidence_sharpened_by_the_lr_depth(redkitchen: Path, tmp_path: Path) -> None:
-    from test_confidence_node import STAGE, tiny_checkpoint
+    from test_confidence_node import EFFICIENTNET, STAGE, tiny_checkpoint
 
-    checkpoint = tiny_checkpoint(tmp_path, calibrated=True, stage=STAGE)
+    checkpoint = tiny_checkpoint(tmp_path, calibrated=True, stage=STAGE, network=EFFICIENTNET)
     out = tmp_path / "eval.json"
     run = subprocess.run([sys.executable, "-m", "depth_node_training.cli", "evaluate", "--model", str(checkpoint),
                           "--backend", "torch", "--data", f"{redkitchen}@500:502", "--confidence", "--lr-depth",

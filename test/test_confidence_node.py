@@ -28,20 +28,25 @@ RNG = np.random.default_rng(1)
 
 
 STAGE = SensorStage((0.5, -1.0), -3.0, 3)  # a live LR depth stage of the order calibrate-confidence fits
+# A random EfficientNet-Lite0 is wrong everywhere by region, which a live LR depth sees and the image alone hardly
+# does: the tests that rank its confidence use it (a random FastDepth is too smooth for that contrast)
+EFFICIENTNET = ("model.arch=efficientnet_lite0", "model.mean=[0.5,0.5,0.5]", "model.std=[0.5,0.5,0.5]")
 
 
-def tiny_checkpoint(out: Path, calibrated: bool, stage: SensorStage | None = None) -> Path:
-    """A random-initialised estimator at 96x128, with a confidence calibration beside it when asked (and ``stage``)."""
+def tiny_checkpoint(out: Path, calibrated: bool, stage: SensorStage | None = None,
+                    network: tuple[str, ...] = ()) -> Path:
+    """A random-initialised estimator at 96x128 (the default network, or the ``network`` overrides), with a confidence
+    calibration beside it when asked (and ``stage``)."""
     import torch
     from depth_node_training.config import load_config
     from depth_node_training.learning.checkpoint import save_checkpoint
 
     from depth_node.network.confidence_head import Calibration, calibration_path
-    from depth_node.network.depth_estimator import DepthEstimator
+    from depth_node.network.factory import make_network
 
-    cfg = load_config(None, ["model.pretrained=false", "model.input_height=96", "model.input_width=128"])
+    cfg = load_config(None, ["model.pretrained=false", "model.input_height=96", "model.input_width=128", *network])
     torch.manual_seed(0)
-    ckpt = save_checkpoint(out / "tiny.pt", DepthEstimator(cfg.model), cfg, 0, {"data": [], "git_rev": "test"})
+    ckpt = save_checkpoint(out / "tiny.pt", make_network(cfg.model), cfg, 0, {"data": [], "git_rev": "test"})
     if calibrated:  # weights of the order `calibrate-confidence` fits on the shipped model
         calibration = Calibration(("disagreement", "edge"), (-0.7, -0.46), -2.4, 0.1, "test", lr_depth=stage)
         calibration_path(ckpt).write_text(calibration.to_json())

@@ -27,11 +27,11 @@ def test_degrade_scales_perturbs_and_drops_readings() -> None:
 
 def test_scores_the_sharpened_confidence_against_noisy_sensors_on_real_frames(redkitchen: Path,
                                                                              tmp_path: Path) -> None:
-    from test_confidence_node import STAGE, tiny_checkpoint
+    from test_confidence_node import EFFICIENTNET, STAGE, tiny_checkpoint
 
     from depth_node.network.confidence_head import calibration_path
 
-    checkpoint = tiny_checkpoint(tmp_path, calibrated=True, stage=STAGE)
+    checkpoint = tiny_checkpoint(tmp_path, calibrated=True, stage=STAGE, network=EFFICIENTNET)
     out = tmp_path / "noise.json"
     command = [sys.executable, str(ROOT / "bench" / "confidence_sensor_noise.py"), "--data", f"{redkitchen}@500:502",
                "--models", str(checkpoint), "--calibrations", str(calibration_path(checkpoint)), "--json", str(out)]

@@ -35,6 +35,7 @@ PRIOR = SHARED / "weights" / "fastdepth" / "fast_depth_224.tflite"
 FRAMES = (0, 300, 450)  # spread over the sequence: a wall, the counter, the kitchen
 OUTPUT_STEP = 0.07169981  # metres per step of the file's uint8 output
 FASTDEPTH = ["model.arch=fastdepth", "model.mean=[0,0,0]", "model.std=[1,1,1]"]
+EFFICIENTNET = ["model.arch=efficientnet_lite0", "model.mean=[0.5,0.5,0.5]", "model.std=[0.5,0.5,0.5]"]
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +197,7 @@ def test_output_is_cropped_back_from_the_stride_padding_and_features_have_their_
 
 
 def test_make_network_builds_either_arch_and_training_can_split_its_parameters():
-    assert isinstance(make_network(ModelConfig(pretrained=False)), DepthEstimator)
+    assert isinstance(make_network(ModelConfig(arch="efficientnet_lite0", pretrained=False)), DepthEstimator)
     net = make_network(ModelConfig(arch="fastdepth"))
     assert isinstance(net, FastDepth) and isinstance(net.decoder, torch.nn.Module)
     groups = [*net.encoder.parameters()], [*net.decoder.parameters(), *net.head.parameters()]
@@ -209,9 +210,9 @@ def test_make_network_builds_either_arch_and_training_can_split_its_parameters()
 def test_training_loads_the_prior_only_when_it_is_named_and_fed_rgb_over_255(prior):
     net = make_network(load_config(None, FASTDEPTH).model)
     with pytest.raises(ValueError, match=r"^model\.prior is empty"):
-        load_fastdepth_prior(net, load_config(None, FASTDEPTH).model)
+        load_fastdepth_prior(net, load_config(None, [*FASTDEPTH, "model.prior="]).model)
     with pytest.raises(ValueError, match=r"^model\.mean=\[0\.5, 0\.5, 0\.5\], model\.std=\[0\.5, 0\.5, 0\.5\]"):
-        load_fastdepth_prior(net, load_config(None, ["model.arch=fastdepth", f"model.prior={prior}"]).model)
+        load_fastdepth_prior(net, load_config(None, [*EFFICIENTNET[1:], f"model.prior={prior}"]).model)
     load_fastdepth_prior(net, load_config(None, [*FASTDEPTH, f"model.prior={prior}"]).model)
     torch.testing.assert_close(net.head.conv.weight, fastdepth_state_dict(prior)["head.conv.weight"])
 
@@ -273,9 +274,10 @@ def test_fastdepth_is_a_frozen_image_teacher_for_distillation(prior, redkitchen,
     from depth_node_training.learning.teacher import image_teacher
     from depth_node_training.learning.train import fit
 
-    overrides = ["model.pretrained=false", "train.batch_size=2", "data.crop_height=64", "data.crop_width=96",
-                 "train.steps=2", "train.log_every=1", "loss.w_affinity=1", "loss.teacher=fastdepth",
-                 f"loss.teacher_weights={prior}", "loss.affinity_grid=[4,6]", "loss.affinity_warmup=0"]
+    overrides = [*EFFICIENTNET, "model.pretrained=false", "train.batch_size=2", "data.crop_height=64",
+                 "data.crop_width=96", "train.steps=2", "train.log_every=1", "loss.w_affinity=1",
+                 "loss.teacher=fastdepth", f"loss.teacher_weights={prior}", "loss.affinity_grid=[4,6]",
+                 "loss.affinity_warmup=0"]
     cfg = load_config(None, overrides)
     image = torch.rand(2, 3, 64, 96)
     assert torch.allclose(teacher_view((image - 0.5) / 0.5, None, None, cfg), image, atol=1e-6)

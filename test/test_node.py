@@ -43,12 +43,12 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from depth_node_training.deployment.export import export_onnx
     from depth_node_training.learning.checkpoint import save_checkpoint
 
-    from depth_node.network.depth_estimator import DepthEstimator
+    from depth_node.network.factory import make_network
 
     out = tmp_path_factory.mktemp("model")
     cfg = load_config(None, ["model.pretrained=false", "model.input_height=96", "model.input_width=128"])
     torch.manual_seed(0)
-    ckpt = save_checkpoint(out / "tiny.pt", DepthEstimator(cfg.model), cfg, 0, {"data": [], "git_rev": "test"})
+    ckpt = save_checkpoint(out / "tiny.pt", make_network(cfg.model), cfg, 0, {"data": [], "git_rev": "test"})
     return export_onnx(str(ckpt), out / "tiny.onnx")
 
 
