@@ -262,6 +262,8 @@ def test_a_bad_file_is_refused_in_one_line_naming_it(prior, tmp_path):
             fastdepth_state_dict(tmp_path / name)
         assert str(error.value).startswith(f"FastDepth prior {tmp_path / name}: {cause}"), str(error.value)
         assert "\n" not in str(error.value)
+        assert ("set model.prior=PATH, or train model.arch=efficientnet_lite0" in str(error.value)) == (
+            name == "missing.tflite")  # a user without the file is told where it comes from and the way around it
 
 
 

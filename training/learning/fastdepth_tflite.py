@@ -65,8 +65,10 @@ def read_convs(path: str | Path) -> list[FloatConv]:
     path = Path(path)
     try:
         data = path.read_bytes()
-    except OSError as error:
-        raise _error(path, error.strerror or str(error)) from None
+    except OSError as error:  # not shipped with the package: say where it comes from and the way around it
+        raise _error(path, f"{error.strerror or error}; the default network starts from FastDepth's published "
+                           "fast_depth_224.tflite (docs/method.md, \"A depth prior\"): set model.prior=PATH, or train "
+                           "model.arch=efficientnet_lite0 from ImageNet") from None
     if len(data) < 8 or not tflite.Model.ModelBufferHasIdentifier(data, 0):
         raise _error(path, "not a TFLite file (no TFL3 flatbuffer identifier)")
     try:
