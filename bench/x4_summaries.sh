@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The summaries of the x4 runs, from kept evaluations (no training; a missing evaluation of a kept checkpoint is made):
-#   bash bench/x4_summaries.sh [val4|val|test|table|prior|all]
-# val4: (4) on top of the default, against it; val / test: every issue-21 arm against +hr (summary_val.json,
+#   bash bench/x4_summaries.sh [val4|penalty|val|test|table|prior|all]
+# val4: (4) on top of the default, against it; penalty: (3) with Charbonnier against two-sided L1; val / test: every issue-21 arm against +hr (summary_val.json,
 # summary.json); table: the final x4 table (ablation_x4/summary.json); prior: the FastDepth prior on validation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,11 @@ if [[ $what == val4 || $what == all ]]; then
   mapfile -t rows < <(row +cons-charb full full-share1)
   ablation --split val --out bench/results/paper_parts_x4 --rows +hr "${rows[@]}" --baseline +cons-charb \
     --compare full:+cons-charb --compare full:+hr --compare full-share1:+hr --summary summary_val_full.json
+fi
+if [[ $what == penalty || $what == all ]]; then
+  mapfile -t rows < <(row +cons-charb +cons)
+  ablation --split val --out bench/results/paper_parts_x4 --rows "${rows[@]}" --baseline +cons \
+    --summary summary_val_penalty.json
 fi
 if [[ $what == val || $what == all ]]; then
   mapfile -t extra < <(row full-share1)
