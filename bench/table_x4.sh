@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The final x4 table on the default network (FastDepth from its NYU weights): one (row, seed) trained and read once
+# on the test block (rule: bench/results/paper_parts_x4/rule.md, 2026-12-07); a queue:
+#   xargs -P 3 -L 1 bash bench/table_x4.sh < queue.txt   # lines "ROW SEED"
+# Rows trained here: lr-only, +hr, hr-oracle (ablation.py's), full and default-motion-far (x4_arms.sh's). +cons is
+# the prior-fastdepth runs and upsampled-lr the lr-only networks; `bash bench/x4_summaries.sh table` summarises.
+set -euo pipefail
+row=$1 seed=$2
+cd "$(dirname "$0")/.."
+source bench/x4_arms.sh
+case $row in lr-only | +hr | hr-oracle) spec=(--rows "$row") ;; *) spec=(--rows --row "$row=${ARMS[$row]}") ;; esac
+OMP_NUM_THREADS=1 exec .venv/bin/python bench/ablation.py --factor 4 --steps 1000 --seeds "$seed" --split test \
+  "${spec[@]}" --set data.cache_frames=true train.log_every=50 --out bench/results/ablation_x4_fastdepth --no-summary
