@@ -2,12 +2,13 @@
 # The final x4 table on the default network (FastDepth from its NYU weights): one (row, seed) trained and read once
 # on the test block (rule: bench/results/paper_parts_x4/rule.md, 2026-12-07); a queue:
 #   xargs -P 3 -L 1 bash bench/table_x4.sh < queue.txt   # lines "ROW SEED"
+# A third argument `val` scores on the validation block instead (a row's validation arm, same training).
 # Rows trained here: lr-only, +hr, hr-oracle (ablation.py's), full and default-motion-far (x4_arms.sh's). +cons is
 # the prior-fastdepth runs and upsampled-lr the lr-only networks; `bash bench/x4_summaries.sh table` summarises.
 set -euo pipefail
-row=$1 seed=$2
+row=$1 seed=$2 split=${3:-test}
 cd "$(dirname "$0")/.."
 source bench/x4_arms.sh
 case $row in lr-only | +hr | hr-oracle) spec=(--rows "$row") ;; *) spec=(--rows --row "$row=${ARMS[$row]}") ;; esac
-OMP_NUM_THREADS=1 exec .venv/bin/python bench/ablation.py --factor 4 --steps 1000 --seeds "$seed" --split test \
+OMP_NUM_THREADS=1 exec .venv/bin/python bench/ablation.py --factor 4 --steps 1000 --seeds "$seed" --split "$split" \
   "${spec[@]}" --set data.cache_frames=true train.log_every=50 --out bench/results/ablation_x4_fastdepth --no-summary

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The summaries of the x4 runs, from kept evaluations (no training; a missing evaluation of a kept checkpoint is made):
-#   bash bench/x4_summaries.sh [val4|penalty|val|test|table|prior|all]
+#   bash bench/x4_summaries.sh [val4|penalty|val|test|table|table-efficientnet|prior|motion|all]
 # val4: (4) on top of the default, against it; penalty: (3) with Charbonnier against two-sided L1; val / test: every
-# issue-21 arm against +hr (summary_val.json, summary.json); table: the final x4 table (ablation_x4/summary.json);
-# prior: the FastDepth prior on validation.
+# issue-21 arm against +hr (summary_val.json, summary.json); table: the final x4 table, every row on FastDepth
+# (ablation_x4/summary.json, runs from bench/table_x4.sh); table-efficientnet: the same rows on EfficientNet-Lite0 and
+# the prior as a row (ablation_x4/summary_efficientnet.json); prior: the FastDepth prior on validation; motion:
+# motion on the FastDepth default, on validation (ablation_x4/summary_val_motion.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/x4_arms.sh
 what=${1:-all}
 row() { for name in "$@"; do printf -- '--row\n%s=%s\n' "$name" "${ARMS[$name]}"; done; }
+net=("${EFFICIENTNET[@]}")  # the network the runs were trained on: EfficientNet, but for the final table
 ablation() {
   OMP_NUM_THREADS=1 .venv/bin/python bench/ablation.py --factor 4 --steps 1000 --seeds 0 1 2 3 4 5 \
-    --set data.cache_frames=true train.log_every=50 "${EFFICIENTNET[@]}" --no-train "$@"
+    --set data.cache_frames=true train.log_every=50 "${net[@]}" --no-train "$@"
 }
 mapfile -t parts < <(row +cons-charb +cons +cons-hrteach +cons-lrteach +distill full)
 if [[ $what == val4 || $what == all ]]; then
@@ -34,15 +37,31 @@ if [[ $what == test || $what == all ]]; then
     --baseline +hr
 fi
 kept=bench/results/paper_parts_x4
-if [[ $what == table || $what == all ]]; then
+if [[ $what == table-efficientnet || $what == all ]]; then
   mapfile -t rows < <(row full default-motion-far prior-fastdepth)
-  ablation --split test --out bench/results/ablation_x4 --rows lr-only +hr +cons full hr-oracle upsampled-lr \
+  ablation --split test --out bench/results/ablation_x4 --summary summary_efficientnet.json --rows lr-only +hr +cons full hr-oracle upsampled-lr \
     "${rows[@]}" --reuse "+hr=$kept/+hr" --reuse "+cons=$kept/+cons-charb" --reuse "full=$kept/full" \
     --reuse "default-motion-far=$kept/default-motion-far" --compare default-motion-far:+cons \
     --compare prior-fastdepth:+cons --baseline +hr
+fi
+if [[ $what == table || $what == all ]]; then
+  fd=bench/results/ablation_x4_fastdepth
+  mapfile -t rows < <(row full default-motion-far)
+  reuse=()
+  for name in lr-only +hr full hr-oracle upsampled-lr default-motion-far; do reuse+=(--reuse "$name=$fd/$name"); done
+  (net=() && ablation --split test --out bench/results/ablation_x4 --rows lr-only +hr +cons full hr-oracle \
+    upsampled-lr "${rows[@]}" "${reuse[@]}" --reuse "+cons=bench/results/ablation_x4/prior-fastdepth" \
+    --compare default-motion-far:+cons --baseline +hr)
 fi
 if [[ $what == prior || $what == all ]]; then
   mapfile -t rows < <(row prior-fastdepth)
   ablation --split val --out bench/results/ablation_x4 --rows +cons "${rows[@]}" --reuse "+cons=$kept/+cons-charb" \
     --baseline +cons --summary summary_val_prior.json
+fi
+if [[ $what == motion || $what == all ]]; then
+  mapfile -t rows < <(row default-motion-far)
+  (net=() && ablation --split val --out bench/results/ablation_x4 --rows +cons "${rows[@]}" \
+    --reuse "+cons=bench/results/ablation_x4/prior-fastdepth" \
+    --reuse "default-motion-far=bench/results/ablation_x4_fastdepth/default-motion-far" --baseline +cons \
+    --summary summary_val_motion.json)
 fi
