@@ -280,7 +280,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="checkpoint (.pt); default: the shipped model, else random weights")
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
-    parser.add_argument("--sizes", nargs="+", default=["640x480", "320x240"], help="model sizes WIDTHxHEIGHT")
+    parser.add_argument("--sizes", nargs="+", default=["640x480"],
+                        help="model sizes WIDTHxHEIGHT (ONNX Runtime on a .pt needs its ONNX exported at that size)")
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("bench/results/backends.json"))
