@@ -2,8 +2,8 @@
 
 For each model size (default 640x480, the packaged ONNX's; ``--sizes 320x240`` needs an ONNX exported at that size
 beside the checkpoint) the model is run at that size on a real 640x480 frame resized to it, so the numbers are what
-the node sees per image. Also counts the estimator's FLOPs and relates the achieved rate to the
-machine's peak. Prints a table and writes JSON:
+the node sees per image. Also counts the estimator's FLOPs and relates the achieved rate to the machine's peak.
+Prints a table and writes JSON:
 
     python bench/backends.py --out bench/results/backends.json
 

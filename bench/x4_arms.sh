@@ -5,7 +5,9 @@
 FAITHFUL_VIEW="loss.teacher_view=full,loss.distill=lr_coarse,loss.affinity_form=reference,loss.affinity_grid=[15,20]"
 MOTION_FAR="loss.w_motion=5,loss.motion_offsets=[-20,20],loss.motion_min_baseline=0.02,loss.motion_smoothness=0"
 MOTION_FAR+=",data.color_focal=525"
-# Every arm here is on EfficientNet-Lite0 from ImageNet (the default network until 7 Dec), except prior-fastdepth
+# An arm is its objective; the network comes from the caller: validation_arms.sh and x4_summaries.sh pin
+# EfficientNet-Lite0 from ImageNet (the default network until 7 Dec; prior-fastdepth overrides it), table_x4.sh
+# keeps the default, FastDepth
 EFFICIENTNET=(model.arch=efficientnet_lite0 "model.mean=[0.5,0.5,0.5]" "model.std=[0.5,0.5,0.5]" model.prior=)
 FASTDEPTH="model.arch=fastdepth,model.mean=[0,0,0],model.std=[1,1,1]"
 FASTDEPTH+=",model.prior=../shared/weights/fastdepth/fast_depth_224.tflite"

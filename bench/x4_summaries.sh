@@ -39,9 +39,10 @@ fi
 kept=bench/results/paper_parts_x4
 if [[ $what == table-efficientnet || $what == all ]]; then
   mapfile -t rows < <(row full default-motion-far prior-fastdepth)
-  ablation --split test --out bench/results/ablation_x4 --summary summary_efficientnet.json --rows lr-only +hr +cons full hr-oracle upsampled-lr \
-    "${rows[@]}" --reuse "+hr=$kept/+hr" --reuse "+cons=$kept/+cons-charb" --reuse "full=$kept/full" \
-    --reuse "default-motion-far=$kept/default-motion-far" --compare default-motion-far:+cons \
+  ablation --split test --out bench/results/ablation_x4 --summary summary_efficientnet.json \
+    --rows lr-only +hr +cons full hr-oracle upsampled-lr "${rows[@]}" --reuse "+hr=$kept/+hr" \
+    --reuse "+cons=$kept/+cons-charb" --reuse "full=$kept/full" --reuse "default-motion-far=$kept/default-motion-far" \
+    --compare default-motion-far:+cons \
     --compare prior-fastdepth:+cons --baseline +hr
 fi
 if [[ $what == table || $what == all ]]; then
