@@ -186,7 +186,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="append", default=[], metavar="ROW=DIR",
                         help="the row's runs are DIR/seedN (kept runs of the same config, e.g. made for another "
                              "table); checked against the row's config like any kept run")
-    parser.add_argument("--set", nargs="*", default=[], help="config overrides for every row")
+    parser.add_argument("--set", nargs="*", action="extend", default=[],
+                        help="config overrides for every row (repeatable: each adds to the last)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/ablation_x4"))
     parser.add_argument("--summary", help="summary file name in OUT (default: summary.json for test, "
                                           "summary_val.json for val)")

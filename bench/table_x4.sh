@@ -10,5 +10,4 @@ row=$1 seed=$2 split=${3:-test}
 cd "$(dirname "$0")/.."
 source bench/x4_arms.sh
 case $row in lr-only | +hr | hr-oracle) spec=(--rows "$row") ;; *) spec=(--rows --row "$row=${ARMS[$row]}") ;; esac
-OMP_NUM_THREADS=1 exec .venv/bin/python bench/ablation.py --factor 4 --steps 1000 --seeds "$seed" --split "$split" \
-  "${spec[@]}" --set data.cache_frames=true train.log_every=50 --out bench/results/ablation_x4_fastdepth --no-summary
+x4_ablation --seeds "$seed" --split "$split" "${spec[@]}" --out bench/results/ablation_x4_fastdepth --no-summary

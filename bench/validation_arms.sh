@@ -9,7 +9,5 @@ read -ra seeds <<< "$seeds"
 [[ $split == val ]] && train=() || train=(--no-train)
 cd "$(dirname "$0")/.."
 source bench/x4_arms.sh
-OMP_NUM_THREADS=1 exec .venv/bin/python bench/ablation.py --factor 4 --steps 1000 --seeds "${seeds[@]}" \
-  --split "$split" --rows --row "$row=${ARMS[$row]}" --baseline +hr \
-  --set data.cache_frames=true train.log_every=50 "${EFFICIENTNET[@]}" \
-  --out bench/results/paper_parts_x4 --no-summary "${train[@]}"
+x4_ablation --seeds "${seeds[@]}" --split "$split" --rows --row "$row=${ARMS[$row]}" --baseline +hr \
+  --set "${EFFICIENTNET[@]}" --out bench/results/paper_parts_x4 --no-summary "${train[@]}"

@@ -28,3 +28,9 @@ declare -A ARMS=(
   [+distill]="loss.w_cons=0,loss.w_affinity=1,loss.affinity_share=0.25,${FAITHFUL_VIEW}"
   [prior-fastdepth]="${FASTDEPTH}"  # the default objective from FastDepth's weights (its runs: ablation_x4)
 )
+# bench/ablation.py on the x4 protocol of these arms: 1000 steps, one thread per run, frames cached; the caller adds
+# the rest (a network other than the default comes as one more --set, e.g. --set "${EFFICIENTNET[@]}")
+x4_ablation() {
+  OMP_NUM_THREADS=1 .venv/bin/python bench/ablation.py --factor 4 --steps 1000 \
+    --set data.cache_frames=true train.log_every=50 "$@"
+}

@@ -11,11 +11,8 @@ cd "$(dirname "$0")/.."
 source bench/x4_arms.sh
 what=${1:-all}
 row() { for name in "$@"; do printf -- '--row\n%s=%s\n' "$name" "${ARMS[$name]}"; done; }
-net=("${EFFICIENTNET[@]}")  # the network the runs were trained on: EfficientNet, but for the final table
-ablation() {
-  OMP_NUM_THREADS=1 .venv/bin/python bench/ablation.py --factor 4 --steps 1000 --seeds 0 1 2 3 4 5 \
-    --set data.cache_frames=true train.log_every=50 "${net[@]}" --no-train "$@"
-}
+fastdepth() { x4_ablation --seeds 0 1 2 3 4 5 --no-train "$@"; }  # runs on the default network
+ablation() { fastdepth --set "${EFFICIENTNET[@]}" "$@"; }  # runs on EfficientNet-Lite0: every issue-21 arm
 mapfile -t parts < <(row +cons-charb +cons +cons-hrteach +cons-lrteach +distill full)
 if [[ $what == val4 || $what == all ]]; then
   mapfile -t rows < <(row +cons-charb full full-share1)
@@ -50,9 +47,9 @@ if [[ $what == table || $what == all ]]; then
   mapfile -t rows < <(row full default-motion-far)
   reuse=()
   for name in lr-only +hr full hr-oracle upsampled-lr default-motion-far; do reuse+=(--reuse "$name=$fd/$name"); done
-  (net=() && ablation --split test --out bench/results/ablation_x4 --rows lr-only +hr +cons full hr-oracle \
-    upsampled-lr "${rows[@]}" "${reuse[@]}" --reuse "+cons=bench/results/ablation_x4/prior-fastdepth" \
-    --compare default-motion-far:+cons --baseline +hr)
+  fastdepth --split test --out bench/results/ablation_x4 --rows lr-only +hr +cons full hr-oracle upsampled-lr \
+    "${rows[@]}" "${reuse[@]}" --reuse "+cons=bench/results/ablation_x4/prior-fastdepth" \
+    --compare default-motion-far:+cons --baseline +hr
 fi
 if [[ $what == prior || $what == all ]]; then
   mapfile -t rows < <(row prior-fastdepth)
@@ -61,8 +58,8 @@ if [[ $what == prior || $what == all ]]; then
 fi
 if [[ $what == motion || $what == all ]]; then
   mapfile -t rows < <(row default-motion-far)
-  (net=() && ablation --split val --out bench/results/ablation_x4 --rows +cons "${rows[@]}" \
+  fastdepth --split val --out bench/results/ablation_x4 --rows +cons "${rows[@]}" \
     --reuse "+cons=bench/results/ablation_x4/prior-fastdepth" \
     --reuse "default-motion-far=bench/results/ablation_x4_fastdepth/default-motion-far" --baseline +cons \
-    --summary summary_val_motion.json)
+    --summary summary_val_motion.json
 fi
