@@ -49,7 +49,8 @@ ROWS = {
     "upsampled-lr": None,  # the lr-only networks at the LR resolution they were trained at, bicubic up
 }
 COMPARISONS = (("+hr", "lr-only"), ("+cons", "+hr"), ("full", "+cons"), ("full", "upsampled-lr"))
-SPLITS = {"val": "420:480", "test": "500:600"}
+# early: a second validation fold, the block before the training frames (trained on 80-479 for it, --train-frames)
+SPLITS = {"val": "420:480", "test": "500:600", "early": "0:60"}
 
 
 def default_row() -> str:
@@ -174,7 +175,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--train-frames", default="0:400")
     parser.add_argument("--split", choices=sorted(SPLITS), default="val",
-                        help="val (420-479): every choice; test (500-599): read once per final configuration")
+                        help="val (420-479): every choice; test (500-599): read once per final configuration; early "
+                             "(0-59): a second validation fold, with --train-frames 80:480")
     parser.add_argument("--rows", nargs="*", default=list(ROWS))
     parser.add_argument("--row", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]",
                         help="an extra row, e.g. full-completion=loss.w_affinity=1,loss.teacher=completion or "
