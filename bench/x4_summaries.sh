@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The summaries of the x4 runs, from kept evaluations (no training; a missing evaluation of a kept checkpoint is made):
-#   bash bench/x4_summaries.sh [val4|penalty|val|test|table|table-efficientnet|prior|motion|all]
+#   bash bench/x4_summaries.sh [val4|penalty|val|test|table|table-efficientnet|prior|motion|recheck|recheck-test|early|all]
 # val4: (4) on top of the default, against it; penalty: (3) with Charbonnier against two-sided L1; val / test: every
 # issue-21 arm against +hr (summary_val.json, summary.json); table: the final x4 table, every row on FastDepth
 # (ablation_x4/summary.json, runs from bench/table_x4.sh); table-efficientnet: the same rows on EfficientNet-Lite0 and
 # the prior as a row (ablation_x4/summary_efficientnet.json); prior: the FastDepth prior on validation; motion:
-# motion on the FastDepth default, on validation (ablation_x4/summary_val_motion.json).
+# motion on the FastDepth default, on validation (ablation_x4/summary_val_motion.json); recheck: (3), 500 steps and the
+# encoder at 0.2x against the FastDepth default on validation (summary_val_recheck.json), recheck-test: their test read;
+# early: the second validation fold (trained on 80-479, scored on 0-59; ablation_x4_early/summary_early.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/x4_arms.sh
@@ -62,4 +64,18 @@ if [[ $what == motion || $what == all ]]; then
     --reuse "+cons=bench/results/ablation_x4/prior-fastdepth" \
     --reuse "default-motion-far=bench/results/ablation_x4_fastdepth/default-motion-far" --baseline +cons \
     --summary summary_val_motion.json
+fi
+if [[ $what == recheck || $what == recheck-test || $what == all ]]; then
+  [[ $what == recheck-test ]] && split=test || split=val
+  fd=bench/results/ablation_x4_fastdepth
+  mapfile -t rows < <(row default-steps500 default-enclr02)
+  fastdepth --split "$split" --out bench/results/ablation_x4 --rows +cons +hr "${rows[@]}" \
+    --reuse "+cons=bench/results/ablation_x4/prior-fastdepth" --reuse "+hr=$fd/+hr" \
+    --reuse "default-steps500=$fd/default-steps500" --reuse "default-enclr02=$fd/default-enclr02" \
+    --compare +hr:+cons --baseline +cons --summary "summary_${split}_recheck.json"
+fi
+if [[ $what == early || $what == all ]]; then
+  mapfile -t rows < <(row default-steps500)
+  fastdepth --split early --train-frames 80:480 --out bench/results/ablation_x4_early --rows +cons +hr "${rows[@]}" \
+    --compare +hr:+cons --baseline +cons
 fi
