@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The summaries of the x4 runs, from kept evaluations (no training; a missing evaluation of a kept checkpoint is made):
-#   bash bench/x4_summaries.sh [val4|penalty|val|test|table|table-efficientnet|prior|motion|recheck|recheck-test|early|all]
+#   bash bench/x4_summaries.sh [val4|penalty|val|test|table|table-efficientnet|prior|motion|recheck|recheck-test|early
+#                              |all]
 # val4: (4) on top of the default, against it; penalty: (3) with Charbonnier against two-sided L1; val / test: every
 # issue-21 arm against +hr (summary_val.json, summary.json); table: the final x4 table, every row on FastDepth
 # (ablation_x4/summary.json, runs from bench/table_x4.sh); table-efficientnet: the same rows on EfficientNet-Lite0 and
