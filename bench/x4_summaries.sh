@@ -66,15 +66,15 @@ if [[ $what == motion || $what == all ]]; then
     --reuse "default-motion-far=bench/results/ablation_x4_fastdepth/default-motion-far" --baseline +cons \
     --summary summary_val_motion.json
 fi
-if [[ $what == recheck || $what == recheck-test || $what == all ]]; then
-  [[ $what == recheck-test ]] && split=test || split=val
+case $what in recheck) splits=(val) ;; recheck-test) splits=(test) ;; all) splits=(val test) ;; *) splits=() ;; esac
+for split in "${splits[@]}"; do
   fd=bench/results/ablation_x4_fastdepth
   mapfile -t rows < <(row default-steps500 default-enclr02)
   fastdepth --split "$split" --out bench/results/ablation_x4 --rows +cons +hr "${rows[@]}" \
     --reuse "+cons=bench/results/ablation_x4/prior-fastdepth" --reuse "+hr=$fd/+hr" \
     --reuse "default-steps500=$fd/default-steps500" --reuse "default-enclr02=$fd/default-enclr02" \
     --compare +hr:+cons --baseline +cons --summary "summary_${split}_recheck.json"
-fi
+done
 if [[ $what == early || $what == all ]]; then
   mapfile -t rows < <(row default-steps500)
   fastdepth --split early --train-frames 80:480 --out bench/results/ablation_x4_early --rows +cons +hr "${rows[@]}" \
