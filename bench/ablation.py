@@ -125,6 +125,11 @@ def evaluate_row(args, name: str, seed: int, run: Path, frames) -> list[dict] | 
         evaluate_frames(predict, frames, cfg.data.min_depth, cfg.data.max_depth, csv_path=path,
                         previews_dir=path.parent / f"previews_{args.split}", previews=4, desc=f"{name} {run.name}",
                         data=cfg.data)
+    return read_eval(path)
+
+
+def read_eval(path: Path) -> list[dict]:
+    """Per-frame metrics of one kept evaluation CSV."""
     with path.open() as f:
         return [{k: (v if k == "frame" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
 

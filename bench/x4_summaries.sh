@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The summaries of the x4 runs, from kept evaluations (no training; a missing evaluation of a kept checkpoint is made):
 #   bash bench/x4_summaries.sh [val4|penalty|val|test|table|table-efficientnet|prior|motion|recheck|recheck-test|early
-#                              |all]
+#                              |two-folds|all]
 # val4: (4) on top of the default, against it; penalty: (3) with Charbonnier against two-sided L1; val / test: every
 # issue-21 arm against +hr (summary_val.json, summary.json); table: the final x4 table, every row on FastDepth
 # (ablation_x4/summary.json, runs from bench/table_x4.sh); table-efficientnet: the same rows on EfficientNet-Lite0 and
 # the prior as a row (ablation_x4/summary_efficientnet.json); prior: the FastDepth prior on validation; motion:
 # motion on the FastDepth default, on validation (ablation_x4/summary_val_motion.json); recheck: (3), 500 steps and the
 # encoder at 0.2x against the FastDepth default on validation (summary_val_recheck.json), recheck-test: their test read;
-# early: the second validation fold (trained on 80-479, scored on 0-59; ablation_x4_early/summary_early.json).
+# early: the second validation fold (trained on 80-479, scored on 0-59; ablation_x4_early/summary_early.json);
+# two-folds: motion and removing (3) on both folds pooled (bench/two_folds.py; ablation_x4_early/summary_two_folds.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/x4_arms.sh
@@ -79,4 +80,9 @@ if [[ $what == early || $what == all ]]; then
   mapfile -t rows < <(row default-steps500)
   fastdepth --split early --train-frames 80:480 --out bench/results/ablation_x4_early --rows +cons +hr "${rows[@]}" \
     --compare +hr:+cons --baseline +cons
+fi
+if [[ $what == two-folds || $what == all ]]; then
+  OMP_NUM_THREADS=1 .venv/bin/python bench/two_folds.py --fold val=bench/results/ablation_x4_fastdepth \
+    --fold early=bench/results/ablation_x4_early --reuse val:+cons=bench/results/ablation_x4/prior-fastdepth \
+    --compare default-motion-far:+cons --compare +hr:+cons --out bench/results/ablation_x4_early/summary_two_folds.json
 fi
