@@ -9,7 +9,8 @@
 # motion on the FastDepth default, on validation (ablation_x4/summary_val_motion.json); recheck: (3), 500 steps and the
 # encoder at 0.2x against the FastDepth default on validation (summary_val_recheck.json), recheck-test: their test read;
 # early: the second validation fold (trained on 80-479, scored on 0-59; ablation_x4_early/summary_early.json);
-# two-folds: motion, removing (3) and the encoder at 0.2x on both folds pooled (bench/two_folds.py; ablation_x4_early/summary_two_folds.json).
+# two-folds: motion, removing (3) and the encoder at 0.2x on both folds pooled (bench/two_folds.py;
+# ablation_x4_early/summary_two_folds.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/x4_arms.sh
