@@ -172,6 +172,16 @@ def paired(a: dict, b: dict, metric: str) -> dict | None:
     return comparison
 
 
+def compare(a: dict, b: dict) -> dict | None:
+    """The AbsRel comparison of two summarised rows (with their ``_frames``), the part metrics both have under
+    ``parts``."""
+    comparison = paired(a, b, "abs_rel")
+    parts = {m: c for m in PART_METRICS if f"{m}_mean" in a and f"{m}_mean" in b and (c := paired(a, b, m))}
+    if comparison is not None and parts:
+        comparison["parts"] = parts
+    return comparison
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data/redkitchen")
@@ -240,11 +250,7 @@ def main() -> None:
     comparisons, default = {}, default_row()
     extra = [(a, b) for a, _, b in (spec.partition(":") for spec in args.compare)]
     for a, b in comparison_pairs(list(rows), results.keys(), args.baseline, default, extra):
-        comparisons[f"{a} vs {b}"] = paired(results[a], results[b], "abs_rel")
-        parts = {m: c for m in PART_METRICS if f"{m}_mean" in results[a] and f"{m}_mean" in results[b]
-                 and (c := paired(results[a], results[b], m))}
-        if parts:
-            comparisons[f"{a} vs {b}"]["parts"] = parts
+        comparisons[f"{a} vs {b}"] = compare(results[a], results[b])
     for row in results.values():
         del row["_frames"]
     report = {

@@ -19,8 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from ablation import SPLITS, format_report, paired, read_eval, summarise
-from depth_node_training.evaluation.metrics import PART_METRICS
+from ablation import SPLITS, compare, format_report, paired, read_eval, summarise
 
 
 def fold_runs(folds: dict[str, Path], reuse: dict[tuple[str, str], Path], row: str, seeds: list[int]
@@ -42,13 +41,13 @@ def pooled(runs: dict[str, dict[int, list[dict]]], seeds: list[int]) -> dict[int
     return {s: [r for split in runs for r in runs[split][s]] for s in seeds}
 
 
-def compare(a: dict, b: dict) -> dict | None:
-    """AbsRel and part-metric comparisons of two summarised rows (with their ``_frames``)."""
-    comparison = paired(a, b, "abs_rel")
-    if comparison is not None:
-        comparison["parts"] = {m: c for m in PART_METRICS if f"{m}_mean" in a and f"{m}_mean" in b
-                               and (c := paired(a, b, m))}
-    return comparison
+def with_frames(per_seed: dict[int, list[dict]]) -> dict:
+    """A row as ``compare`` takes it: its summary and its per-seed frames."""
+    return {**summarise(per_seed), "_frames": per_seed}
+
+
+def summary_only(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "_frames"}
 
 
 def verdict(pooled_comparison: dict, fold_comparisons: dict[str, dict], seeds_needed: int = 6) -> dict:
@@ -99,20 +98,18 @@ def main() -> None:
         if len(seeds) < 2:
             print(f"{a} vs {b}: {len(seeds)} seed(s) on every fold, not compared")
             continue
-        rows = {r: {**summarise(pooled(runs[r], seeds)), "_frames": pooled(runs[r], seeds)} for r in (a, b)}
+        rows = {r: with_frames(pooled(runs[r], seeds)) for r in (a, b)}
         per_fold = {}
         for split in folds:
-            one = {r: {**summarise({s: runs[r][split][s] for s in seeds}),
-                       "_frames": {s: runs[r][split][s] for s in seeds}} for r in (a, b)}
+            one = {r: with_frames({s: runs[r][split][s] for s in seeds}) for r in (a, b)}
             per_fold[split] = paired(one[a], one[b], "abs_rel")
-            for r in (a, b):
-                fold_results.setdefault(split, {})[r] = {k: v for k, v in one[r].items() if k != "_frames"}
+            fold_results.setdefault(split, {}).update({r: summary_only(one[r]) for r in (a, b)})
         comparison = compare(rows[a], rows[b])
         if comparison is None:
             print(f"{a} vs {b}: fewer than two frames scored on every run, not compared")
             continue
         comparisons[f"{a} vs {b}"] = {**comparison, "folds": per_fold, "verdict": verdict(comparison, per_fold)}
-        results.update({r: {k: v for k, v in rows[r].items() if k != "_frames"} for r in (a, b)})
+        results.update({r: summary_only(rows[r]) for r in (a, b)})
 
     if not comparisons:
         sys.exit("no comparison had two seeds on every fold: nothing written")
