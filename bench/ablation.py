@@ -129,9 +129,12 @@ def evaluate_row(args, name: str, seed: int, run: Path, frames) -> list[dict] | 
 
 
 def read_eval(path: Path) -> list[dict]:
-    """Per-frame metrics of one kept evaluation CSV."""
+    """Per-frame metrics of one kept evaluation CSV; a damaged one stops the summary with its name."""
     with path.open() as f:
-        return [{k: (v if k == "frame" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+        try:
+            return [{k: (v if k == "frame" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+        except (TypeError, ValueError) as error:
+            raise SystemExit(f"{path}: not a per-frame evaluation CSV ({error}); remove it to evaluate again") from None
 
 
 def summarise(per_seed: dict[int, list[dict]]) -> dict:

@@ -54,3 +54,21 @@ def test_the_rule_needs_six_seeds_both_intervals_and_no_fold_against():
     one_fold_against = {**fine, "early": {"mean": 0.004, "low": 0.001, "high": 0.007}}
     assert verdict(adopted, one_fold_against) == {"adopt": False, "seeds": 6, "resolved_below_0": ["texture"],
                                                   "folds_against": ["early"]}
+
+
+def test_a_damaged_evaluation_stops_it_with_the_file_named(tmp_path):
+    for split, source in (("val", RESULTS / "ablation_x4_fastdepth"), ("early", RESULTS / "ablation_x4_early")):
+        for row in ("+hr", "+cons"):
+            folder = tmp_path / split / row / "seed0"
+            folder.mkdir(parents=True)
+            name = f"eval_{split}.csv"
+            kept = (RESULTS / "ablation_x4" / "prior-fastdepth" if (split, row) == ("val", "+cons") else source / row)
+            (folder / name).write_bytes((kept / "seed0" / name).read_bytes())
+    damaged = tmp_path / "val" / "+cons" / "seed0" / "eval_val.csv"
+    damaged.write_bytes(damaged.read_bytes()[:3000])  # cut mid-row, as a full disk leaves it
+    command = [sys.executable, str(ROOT / "bench" / "two_folds.py"), "--fold", f"val={tmp_path / 'val'}",
+               "--fold", f"early={tmp_path / 'early'}", "--compare", "+hr:+cons", "--seeds", "0",
+               "--out", str(tmp_path / "two.json")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode != 0 and not (tmp_path / "two.json").exists()
+    assert f"{damaged}: not a per-frame evaluation CSV" in result.stderr
