@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The summaries of the x4 runs, from kept evaluations (no training; a missing evaluation of a kept checkpoint is made):
 #   bash bench/x4_summaries.sh [val4|penalty|val|test|table|table-efficientnet|prior|motion|recheck|recheck-test|early
-#                              |two-folds|all]
+#                              |two-folds|flip-test|all]
 # val4: (4) on top of the default, against it; penalty: (3) with Charbonnier against two-sided L1; val / test: every
 # issue-21 arm against +hr (summary_val.json, summary.json); table: the final x4 table, every row on FastDepth
 # (ablation_x4/summary.json, runs from bench/table_x4.sh); table-efficientnet: the same rows on EfficientNet-Lite0 and
@@ -9,8 +9,8 @@
 # motion on the FastDepth default, on validation (ablation_x4/summary_val_motion.json); recheck: (3), 500 steps and the
 # encoder at 0.2x against the FastDepth default on validation (summary_val_recheck.json), recheck-test: their test read;
 # early: the second validation fold (trained on 80-479, scored on 0-59; ablation_x4_early/summary_early.json);
-# two-folds: motion, removing (3) and the encoder at 0.2x on both folds pooled (bench/two_folds.py;
-# ablation_x4_early/summary_two_folds.json).
+# two-folds: motion, removing (3), the encoder at 0.2x and flips on both folds pooled (bench/two_folds.py;
+# ablation_x4_early/summary_two_folds.json); flip-test: flips' test read (ablation_x4/summary_test_flip.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/x4_arms.sh
@@ -86,5 +86,13 @@ if [[ $what == two-folds || $what == all ]]; then
   OMP_NUM_THREADS=1 .venv/bin/python bench/two_folds.py --fold val=bench/results/ablation_x4_fastdepth \
     --fold early=bench/results/ablation_x4_early --reuse val:+cons=bench/results/ablation_x4/prior-fastdepth \
     --compare default-motion-far:+cons --compare +hr:+cons --compare default-enclr02:+cons \
+    --compare default-hflip:+cons \
     --out bench/results/ablation_x4_early/summary_two_folds.json
+fi
+if [[ $what == flip-test || $what == all ]]; then
+  mapfile -t rows < <(row default-hflip)
+  fastdepth --split test --out bench/results/ablation_x4 --rows +cons "${rows[@]}" \
+    --reuse "+cons=bench/results/ablation_x4/prior-fastdepth" \
+    --reuse "default-hflip=bench/results/ablation_x4_fastdepth/default-hflip" --baseline +cons \
+    --summary summary_test_flip.json
 fi
