@@ -34,6 +34,7 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
+from rclpy.event_handler import QoSMessageLostInfo, SubscriptionEventCallbacks  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -44,8 +45,11 @@ from depth_node.node import EstimatorNode  # noqa: E402
 from depth_node.pointcloud import CloudBuilder  # noqa: E402
 
 DATA = Path(os.environ.get("DEPTH_NODE_DATA", Path(__file__).parents[2] / "shared" / "data"))
+PROFILE = Path(__file__).parents[1] / "config" / "fastdds_large_outputs.xml"  # what the launch file gives the node
+PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
 H, W = 480, 640
 K = [585.0, 0.0, 320.0, 0.0, 585.0, 240.0, 0.0, 0.0, 1.0]
+SETTLE_S = 10.0  # after the last frame, how long missing depth images are waited for before they count as lost
 
 
 def onnx_model(path: str | None, workdir: Path) -> tuple[Path, str]:
@@ -114,12 +118,22 @@ def feed(compressed: bool, count: int, warmup: int) -> None:
     image_pub = feeder.create_publisher(CompressedImage if compressed else Image,
                                         "image_raw/compressed" if compressed else "image_raw", reliable)
     info_pub = feeder.create_publisher(CameraInfo, "camera_info", reliable)
-    depths: set[int] = set()
-    clouds: dict[int, float] = {}  # stamp (s) -> arrival time
+    depths: dict[int, float] = {}  # stamp (s) -> arrival time
+    clouds: dict[int, float] = {}
+    reader_lost = Counter()  # what Fast DDS's readers report lost (a sample the writer gave up before delivering it)
+
+    def lost_event(topic: str) -> SubscriptionEventCallbacks:
+        def count(info: QoSMessageLostInfo) -> None:
+            reader_lost[topic] += info.total_count_change
+        return SubscriptionEventCallbacks(message_lost=count)
+
     subscriptions = [
-        feeder.create_subscription(Image, "depth/image", lambda m: depths.add(stamp_sec(m)), reliable, raw=True),
+        feeder.create_subscription(Image, "depth/image",
+                                   lambda m: depths.setdefault(stamp_sec(m), time.monotonic()), reliable, raw=True,
+                                   event_callbacks=lost_event("depth/image")),
         feeder.create_subscription(PointCloud2, "depth/points",
-                                   lambda m: clouds.setdefault(stamp_sec(m), time.monotonic()), reliable, raw=True)]
+                                   lambda m: clouds.setdefault(stamp_sec(m), time.monotonic()), reliable, raw=True,
+                                   event_callbacks=lost_event("depth/points"))]
     deadline = time.monotonic() + 30.0  # every topic matched both ways: nothing sent before it can arrive
     while not (image_pub.get_subscription_count() and info_pub.get_subscription_count()
                and all(sub.get_publisher_count() for sub in subscriptions)):
@@ -150,31 +164,36 @@ def feed(compressed: bool, count: int, warmup: int) -> None:
         deadline = send(0, jpegs[0]) + 1.0
         while not (0 in depths and 0 in clouds) and time.monotonic() < deadline:
             rclpy.spin_once(feeder, timeout_sec=0.01)
-    depths.discard(0)
+    depths.pop(0)
     clouds.pop(0)
     print("primed", flush=True)  # the node's counts and timings from here on are the counted frames'
-    end_to_end = []
+    time.sleep(0.5)  # for the node's process to read that line before frame 1 reaches the node
+    sent_at: dict[int, float] = {}
     for i, jpeg in enumerate(jpegs, start=1):
-        sent = send(i, jpeg)
-        deadline = sent + 3.0  # a frame whose outputs never come is counted, not waited for
+        sent_at[i] = send(i, jpeg)
+        deadline = sent_at[i] + 3.0  # a frame whose outputs never come is counted, not waited for
         while i not in clouds and time.monotonic() < deadline:
             rclpy.spin_once(feeder, timeout_sec=0.01)
-        if i in clouds and i > warmup:
-            end_to_end.append(1e3 * (clouds[i] - sent))
-    settle = time.monotonic() + 2.0  # a depth image may come after its cloud (another writer, repaired fragments)
-    while time.monotonic() < settle:
+    # a depth image may come after its cloud (another writer; a lost fragment waits for the writer's next heartbeat)
+    settle = time.monotonic() + SETTLE_S
+    while not set(sent_at) <= set(depths) and time.monotonic() < settle:
         rclpy.spin_once(feeder, timeout_sec=0.01)
-    sent_stamps = set(range(1, len(jpegs) + 1))
-    lost = sorted(sent_stamps - depths)  # warm-up frames too: every frame sent must be answered
-    no_cloud = sorted((sent_stamps & depths) - set(clouds))
-    print(json.dumps({"end_to_end_ms": end_to_end, "lost": lost, "no_cloud": no_cloud,
-                      "lost_with_cloud": sorted(set(lost) & set(clouds)), "priming": priming}))
+    end_to_end = [1e3 * (clouds[i] - sent) for i, sent in sent_at.items() if i in clouds and i > warmup]
+    depth_delay = [1e3 * (depths[i] - sent) for i, sent in sent_at.items() if i in depths]
+    lost = sorted(set(sent_at) - set(depths))  # warm-up frames too: every frame sent must be answered
+    no_cloud = sorted(set(depths) - set(clouds))
+    print(json.dumps({"end_to_end_ms": end_to_end, "depth_image_delay_ms": depth_delay, "lost": lost,
+                      "no_cloud": no_cloud,
+                      "lost_with_cloud": sorted(set(lost) & set(clouds)), "priming": priming,
+                      "reader_reported_lost": dict(reader_lost)}))
     feeder.destroy_node()
     rclpy.shutdown()
 
 
-def run_node(model: Path, count: int, compressed: bool, decimation: int, warmup: int) -> dict:
-    """A real node in this process, fed and watched from another one; per-stage node timings after warm-up."""
+def run_node(model: Path, count: int, compressed: bool, decimation: int, warmup: int,
+             feeder_env: dict[str, str]) -> dict:
+    """A real node in this process, fed and watched from another one (with ``feeder_env``: the camera and viewer
+    do not get the node's Fast DDS profile); per-stage node timings after warm-up."""
     import subprocess
     import sys
     import threading
@@ -190,8 +209,8 @@ def run_node(model: Path, count: int, compressed: bool, decimation: int, warmup:
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     command = [sys.executable, __file__, "--feed", "compressed" if compressed else "raw", "--frames", str(count)]
-    with subprocess.Popen(command, env={**os.environ, "ROS_DOMAIN_ID": str(domain)}, stdout=subprocess.PIPE,
-                          text=True) as feeder:
+    env = {**feeder_env, "ROS_DOMAIN_ID": str(domain)}
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as feeder:
         for line in feeder.stdout:
             if line.strip() == "primed":
                 at_primed = node.stats.summary()
@@ -208,6 +227,7 @@ def run_node(model: Path, count: int, compressed: bool, decimation: int, warmup:
     node.close()
     rclpy.shutdown(context=ctx)
     per_frame_overhead = [t - inf for t, inf in zip(timings["total"], timings["inference"])]
+    delays = fed["depth_image_delay_ms"] or [float("nan")]  # nan: not one depth image came back
     inference = float(np.median(timings["inference"]))
     overhead = float(np.median(per_frame_overhead))
     return {"input": "CompressedImage (JPEG)" if compressed else "Image bgr8", "decimation": decimation,
@@ -215,12 +235,15 @@ def run_node(model: Path, count: int, compressed: bool, decimation: int, warmup:
             "frames": summary["processed"] - at_primed["processed"] - warmup, "priming_frames": fed["priming"],
             "dropped": dict(dropped), "lost": len(fed["lost"]), "no_cloud": len(fed["no_cloud"]),
             "lost_frames": fed["lost"], "lost_frames_with_cloud": fed["lost_with_cloud"],
+            "viewer_reader_reported_lost": fed["reader_reported_lost"],
             "received": summary["received"] - at_primed["received"],
             "sent": count, "transport_lost": image_input.lost,
             "input_qos": image_input.reliability,
             "stages": {k: stats(v) for k, v in timings.items() if v},
             "overhead": stats(per_frame_overhead), "overhead_fraction": overhead / inference,
-            "end_to_end_to_cloud_received": stats(fed["end_to_end_ms"])}
+            "end_to_end_to_cloud_received": stats(fed["end_to_end_ms"]),
+            "depth_image_delay": {**stats(delays), "max_ms": max(delays)},
+            "depth_images_after_1s": sum(d > 1e3 for d in delays)}
 
 
 def cloud_vs_copy(repeats: int) -> dict:
@@ -257,21 +280,28 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=40, help="frames per input kind (first 5 are warm-up)")
     p.add_argument("--repeats", type=int, default=200, help="cloud/copy repetitions")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "node_overhead.json")
+    p.add_argument("--dds-profile", default=str(PROFILE),
+                   help=f"Fast DDS XML profile for the node's process, as the launch file's dds_profile:=auto gives it "
+                        f"(default {PROFILE.name}; '' for Fast DDS's defaults; {PROFILE_VARIABLE} set wins)")
     p.add_argument("--feed", choices=("raw", "compressed"), help=argparse.SUPPRESS)  # the feeder process
     args = p.parse_args()
     if args.feed:
         return feed(args.feed == "compressed", args.frames, warmup=5)
     load_before = os.getloadavg()
+    feeder_env = dict(os.environ)
+    if args.dds_profile and PROFILE_VARIABLE not in os.environ:
+        os.environ[PROFILE_VARIABLE] = args.dds_profile  # read when this process creates its first participant
+    profile = os.environ.get(PROFILE_VARIABLE, "Fast DDS defaults")
     with tempfile.TemporaryDirectory() as tmp:
         model, what = onnx_model(args.model, Path(tmp))
-        runs = [run_node(model, args.frames, compressed, decimation, warmup=5)
+        runs = [run_node(model, args.frames, compressed, decimation, warmup=5, feeder_env=feeder_env)
                 for compressed, decimation in ((True, 1), (False, 1), (True, 2))]
         _, source = frames(1)
     cloud = cloud_vs_copy(args.repeats)
     result = {"machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                           "load_average_before": load_before, "load_average_after": os.getloadavg()},
               "model": what, "frames": source, "resolution": f"{W}x{H}",
-              "transport": f"{os.environ['RMW_IMPLEMENTATION']}, default settings",
+              "transport": f"{os.environ['RMW_IMPLEMENTATION']}, node's profile: {profile}",
               "runs": runs, "cloud_vs_copy": cloud,
               "targets": {"overhead_fraction_max": 0.15, "cloud_to_copy_ratio_max": 5.0}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -283,7 +313,8 @@ def main() -> None:
         print(f"\n{name}: {run['frames']} frames timed, dropped {run['dropped'] or 'none'}; frames lost "
               f"{run['lost']} of {run['sent']}, answered without cloud {run['no_cloud']} (node received "
               f"{run['received']} after {run['priming_frames']} priming frame(s); lost in transport "
-              f"{run['transport_lost']}, input QoS {run['input_qos']})")
+              f"{run['transport_lost']}, input QoS {run['input_qos']}; the viewer's readers report lost "
+              f"{run['viewer_reader_reported_lost'] or 'none'})")
         print(f"  {'stage':12s} {'median ms':>10s} {'p90 ms':>8s}")
         for stage, t in run["stages"].items():
             print(f"  {stage:12s} {t['median_ms']:10.2f} {t['p90_ms']:8.2f}")
@@ -293,6 +324,9 @@ def main() -> None:
         e2e = run["end_to_end_to_cloud_received"]
         print(f"  {'msg->cloud':12s} {e2e['median_ms']:10.2f} {e2e['p90_ms']:8.2f}  "
               "(camera publish -> cloud received in another process)")
+        delay = run["depth_image_delay"]
+        print(f"  {'msg->depth':12s} {delay['median_ms']:10.2f} {delay['p90_ms']:8.2f}  (max {delay['max_ms']:.0f} ms; "
+              f"{run['depth_images_after_1s']} depth image(s) over 1 s late)")
     ok = "ok" if cloud["ratio_vs_copy"] <= 5.0 else "OVER TARGET"
     print(f"cloud build {cloud['build']['median_ms']:.3f} ms vs copy of {cloud['bytes']} bytes "
           f"{cloud['copy']['median_ms']:.3f} ms (into preallocated {cloud['copy_into_preallocated']['median_ms']:.3f}"

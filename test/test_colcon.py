@@ -26,7 +26,8 @@ def test_colcon_build_installs_standard_layout(tmp_path):
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "depth_node").is_file()
     assert (share / "package.xml").read_text() == (REPO / "package.xml").read_text()
     assert (share / "launch" / "estimator.launch.py").is_file()
-    assert (share / "config" / "estimator.yaml").is_file() and (share / "config" / "depth.rviz").is_file()
+    for name in ("estimator.yaml", "depth.rviz", "fastdds_large_outputs.xml"):
+        assert (share / "config" / name).is_file(), name
     site = next((prefix / "lib").glob("python3*/site-packages"))
     assert (site / "depth_node" / "node.py").is_file()
     assert (site / "depth_node_training" / "learning" / "train.py").is_file()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import importlib.util
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,8 @@ import yaml
 ROOT = Path(__file__).parents[1]
 LAUNCH = ROOT / "launch" / "estimator.launch.py"
 RVIZ = ROOT / "config" / "depth.rviz"
-REQUIRED_ARGUMENTS = {"namespace", "image", "camera_info", "compressed", "model", "backend", "params_file", "use_rviz"}
+REQUIRED_ARGUMENTS = {"namespace", "image", "camera_info", "compressed", "model", "backend", "params_file", "use_rviz",
+                      "dds_profile"}
 
 
 def launch_arguments() -> dict[str, tuple[str, str]]:
@@ -35,12 +38,13 @@ def test_launch_file_is_valid_python_with_the_documented_arguments() -> None:
 
 def test_named_files_exist_and_are_installed_to_share() -> None:
     text = LAUNCH.read_text()
-    for relative in ("config/estimator.yaml", "config/depth.rviz"):
+    for relative in ("config/estimator.yaml", "config/depth.rviz", "config/fastdds_large_outputs.xml"):
         parts = relative.split("/")
         assert f'"{parts[0]}" / "{parts[1]}"' in text
         assert (ROOT / relative).is_file()
     setup = (ROOT / "setup.py").read_text()
-    for installed in ('glob("launch/*.launch.py")', 'glob("config/*.yaml")', 'glob("config/*.rviz")'):
+    for installed in ('glob("launch/*.launch.py")', 'glob("config/*.yaml")', 'glob("config/*.rviz")',
+                      'glob("config/*.xml")'):
         assert installed in setup
 
 
@@ -91,3 +95,24 @@ def test_launch_description_with_launch_ros(tmp_path: Path) -> None:
     estimator, rviz = module._actions(context)
     assert (estimator.node_package, estimator.node_executable) == ("depth_node", "estimator")
     assert rviz.node_executable == "rviz2"
+
+
+def launch_function(name: str) -> Callable:
+    """One function of the launch file with its module constants, run without the launch packages."""
+    tree = ast.parse(LAUNCH.read_text(), filename=str(LAUNCH))
+    keep = [node for node in tree.body if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "").isupper()
+            or isinstance(node, ast.FunctionDef) and node.name == name]
+    namespace: dict = {"os": os, "Path": Path}
+    exec(compile(ast.Module(body=keep, type_ignores=[]), str(LAUNCH), "exec"), namespace)
+    return namespace[name]
+
+
+def test_the_node_gets_the_packaged_dds_profile_unless_the_user_chose_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    dds_profile = launch_function("_dds_profile")
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+    packaged = str(ROOT / "config" / "fastdds_large_outputs.xml")
+    assert dds_profile("auto", ROOT) == {"FASTDDS_DEFAULT_PROFILES_FILE": packaged}
+    assert dds_profile("", ROOT) == {}
+    assert dds_profile("/etc/mine.xml", ROOT) == {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"}
+    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/etc/robot.xml")
+    assert dds_profile("auto", ROOT) == {}  # the process inherits the user's own
