@@ -24,7 +24,7 @@ class DataConfig:
     crop_height: int = 240  # HR training crop (multiple of the factor); 0 = full frame
     crop_width: int = 320
     val_fraction: float = 0.0  # last part of the data (by time, never random) held out for validation during fit
-    hflip: bool = False  # off: better on every seed on validation (docs/method.md, "Horizontal flips")
+    hflip: bool = True  # on FastDepth: texture lower on two folds pooled (docs/method.md, "Defaults and why")
     color_jitter: float = 0.2  # brightness/contrast/saturation strength
     full_frame_fraction: float = 0.0  # share of batches that are whole frames (as deployed) instead of crops
     scale_jitter: float = 0.0  # zoom log-uniform in [1/(1+j), 1+j], depths divided by the zoom; 0 = off
