@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The summaries of the x4 runs, from kept evaluations (no training; a missing evaluation of a kept checkpoint is made):
-#   bash bench/x4_summaries.sh [val4|penalty|val|test|table|table-efficientnet|prior|motion|recheck|recheck-test|early
+#   bash bench/x4_summaries.sh [val4|penalty|val|test|table|table-noflip|table-efficientnet|prior|motion|recheck
+#                              |recheck-test|early
 #                              |two-folds|flip-test|all]
 # val4: (4) on top of the default, against it; penalty: (3) with Charbonnier against two-sided L1; val / test: every
-# issue-21 arm against +hr (summary_val.json, summary.json); table: the final x4 table, every row on FastDepth
-# (ablation_x4/summary.json, runs from bench/table_x4.sh); table-efficientnet: the same rows on EfficientNet-Lite0 and
+# issue-21 arm against +hr (summary_val.json, summary.json); table: the final x4 table, every row on FastDepth with
+# flips (ablation_x4/summary.json, runs from X4_OUT=bench/results/ablation_x4_flip bench/table_x4.sh; +cons is the
+# default-hflip runs); table-noflip: the same rows before flips were adopted (ablation_x4/summary_noflip.json);
+# table-efficientnet: the same rows on EfficientNet-Lite0 and
 # the prior as a row (ablation_x4/summary_efficientnet.json); prior: the FastDepth prior on validation; motion:
 # motion on the FastDepth default, on validation (ablation_x4/summary_val_motion.json); recheck: (3), 500 steps and the
 # encoder at 0.2x against the FastDepth default on validation (summary_val_recheck.json), recheck-test: their test read;
@@ -47,14 +50,21 @@ if [[ $what == table-efficientnet || $what == all ]]; then
     --compare default-motion-far:+cons \
     --compare prior-fastdepth:+cons --baseline +hr
 fi
-if [[ $what == table || $what == all ]]; then
-  fd=bench/results/ablation_x4_fastdepth
+table() {  # the final table's rows from folder $1, +cons from $2, written to ablation_x4/$3; seeds from the caller
   mapfile -t rows < <(row full default-motion-far)
   reuse=()
-  for name in lr-only +hr full hr-oracle upsampled-lr default-motion-far; do reuse+=(--reuse "$name=$fd/$name"); done
-  fastdepth --split test --out bench/results/ablation_x4 --rows lr-only +hr +cons full hr-oracle upsampled-lr \
-    "${rows[@]}" "${reuse[@]}" --reuse "+cons=bench/results/ablation_x4/prior-fastdepth" \
-    --compare default-motion-far:+cons --baseline +hr
+  for name in lr-only +hr full hr-oracle upsampled-lr default-motion-far; do reuse+=(--reuse "$name=$1/$name"); done
+  x4_ablation --no-train --split test --out bench/results/ablation_x4 --rows lr-only +hr +cons full hr-oracle \
+    upsampled-lr "${rows[@]}" "${reuse[@]}" --reuse "+cons=$2" --compare default-motion-far:+cons --baseline +hr \
+    --summary "$3" "${@:4}"
+}
+if [[ $what == table || $what == all ]]; then
+  table bench/results/ablation_x4_flip bench/results/ablation_x4_fastdepth/default-hflip summary.json \
+    --seeds 0 1 2 3 4 5 --set data.hflip=true
+fi
+if [[ $what == table-noflip || $what == all ]]; then
+  table bench/results/ablation_x4_fastdepth bench/results/ablation_x4/prior-fastdepth summary_noflip.json \
+    --seeds 0 1 2 3 4 5 --set data.hflip=false
 fi
 if [[ $what == prior || $what == all ]]; then
   mapfile -t rows < <(row prior-fastdepth)
