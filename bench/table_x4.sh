@@ -7,7 +7,7 @@
 # the prior-fastdepth runs and upsampled-lr the lr-only networks; `bash bench/x4_summaries.sh table` summarises.
 set -euo pipefail
 row=$1 seed=$2 split=${3:-test}
-# X4_OUT: where runs go; the table with flips (adopted 18:07 UTC 7 Dec) is X4_OUT=bench/results/ablation_x4_flip
+# X4_OUT: where runs go; the table with flips (adopted 18:06 UTC 7 Dec) is X4_OUT=bench/results/ablation_x4_flip
 out=${X4_OUT:-bench/results/ablation_x4_fastdepth}
 cd "$(dirname "$0")/.."
 source bench/x4_arms.sh
