@@ -1,5 +1,5 @@
 """Depth images late or lost between the node and a viewer in another process, with and without the node's Fast DDS
-profile (config/fastdds_large_outputs.xml, what the launch file gives it): ``bench/node_overhead.py`` run in turns.
+profile (config/fastdds_large_outputs.xml, which its main sets): ``bench/node_overhead.py`` run in turns.
 
 The loss needs a loaded machine (a viewer slow to read); run it beside other work and record the load average:
 
@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ARMS = {"packaged profile": str(HERE.parent / "config" / "fastdds_large_outputs.xml"), "Fast DDS defaults": ""}
+ARMS = {"packaged profile": "auto", "Fast DDS defaults": ""}  # node_overhead.py --dds-profile
 
 
 def one_run(profile: str, frames: int, workdir: Path, index: int) -> dict:

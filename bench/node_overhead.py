@@ -40,13 +40,12 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 
+from depth_node.dds_profile import PROFILE_VARIABLE, SETTING_VARIABLE, apply_profile  # noqa: E402
 from depth_node.image_codec import fill_image  # noqa: E402
 from depth_node.node import EstimatorNode  # noqa: E402
 from depth_node.pointcloud import CloudBuilder  # noqa: E402
 
 DATA = Path(os.environ.get("DEPTH_NODE_DATA", Path(__file__).parents[2] / "shared" / "data"))
-PROFILE = Path(__file__).parents[1] / "config" / "fastdds_large_outputs.xml"  # what the launch file gives the node
-PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
 H, W = 480, 640
 K = [585.0, 0.0, 320.0, 0.0, 585.0, 240.0, 0.0, 0.0, 1.0]
 SETTLE_S = 10.0  # after the last frame, how long missing depth images are waited for before they count as lost
@@ -280,18 +279,17 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=40, help="frames per input kind (first 5 are warm-up)")
     p.add_argument("--repeats", type=int, default=200, help="cloud/copy repetitions")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "node_overhead.json")
-    p.add_argument("--dds-profile", default=str(PROFILE),
-                   help=f"Fast DDS XML profile for the node's process, as the launch file's dds_profile:=auto gives it "
-                        f"(default {PROFILE.name}; '' for Fast DDS's defaults; {PROFILE_VARIABLE} set wins)")
+    p.add_argument("--dds-profile", default="auto",
+                   help=f"the node's Fast DDS profile, as the node's main sets it ({SETTING_VARIABLE}): auto, the "
+                        f"packaged one unless {PROFILE_VARIABLE} is set; a file; '' for Fast DDS's defaults")
     p.add_argument("--feed", choices=("raw", "compressed"), help=argparse.SUPPRESS)  # the feeder process
     args = p.parse_args()
     if args.feed:
         return feed(args.feed == "compressed", args.frames, warmup=5)
     load_before = os.getloadavg()
     feeder_env = dict(os.environ)
-    if args.dds_profile and PROFILE_VARIABLE not in os.environ:
-        os.environ[PROFILE_VARIABLE] = args.dds_profile  # read when this process creates its first participant
-    profile = os.environ.get(PROFILE_VARIABLE, "Fast DDS defaults")
+    os.environ[SETTING_VARIABLE] = args.dds_profile
+    profile = apply_profile()[0].removeprefix("Fast DDS profile: ")  # before this process's first participant
     with tempfile.TemporaryDirectory() as tmp:
         model, what = onnx_model(args.model, Path(tmp))
         runs = [run_node(model, args.frames, compressed, decimation, warmup=5, feeder_env=feeder_env)

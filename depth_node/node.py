@@ -25,6 +25,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
 from .camera_info_cache import CameraInfoCache
+from .dds_profile import apply_profile
 from .depth_image import camera_info_problem, decode_depth, depth_camera_info, intrinsics, size_problem
 from .frame_pipeline import NO_LR_DEPTH, FramePipeline, LatestQueue, StampCache, StampRate, StreamStats, Throttle
 from .image_codec import ImageDecodeError, byte_array_view, decode_color, fill_image
@@ -395,6 +396,8 @@ def main(args: list[str] | None = None) -> int:
     """``ros2 run depth_node estimator`` / ``depth-estimator --ros-args ...``; exit code 1 on a configuration error, 0
     when stopped by SIGINT or SIGTERM (also while starting), as process managers expect."""
     log = rclpy.logging.get_logger("estimator")
+    dds_profile, as_asked = apply_profile()  # before rclpy.init: Fast DDS reads it with the first participant
+    (log.info if as_asked else log.warning)(dds_profile)
     try:
         session = rclpy.init(args=args)
     except RuntimeError as error:  # rcl's argument parser, e.g. `-p model:=` (an empty value needs quotes)

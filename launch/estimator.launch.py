@@ -5,14 +5,14 @@
 
 The node's relative topics (image_raw, camera_info, depth/*) are remapped here as image_pipeline does; parameters
 come from config/estimator.yaml (or params_file), with model/backend/transport from the arguments on top. RViz gets
-config/depth.rviz with its topics and fixed frame rewritten to match. The node's process gets
-config/fastdds_large_outputs.xml as its Fast DDS profile (a shared-memory segment its megabyte outputs fit in: with
-the default one a loaded viewer loses depth images; the file says why) unless FASTDDS_DEFAULT_PROFILES_FILE is set.
+config/depth.rviz with its topics and fixed frame rewritten to match. dds_profile reaches the node's process as
+DEPTH_NODE_DDS_PROFILE: its main then sets config/fastdds_large_outputs.xml as the Fast DDS profile (a shared-memory
+segment its megabyte outputs fit in: with the default one a loaded viewer loses depth images; the file says why)
+unless FASTDDS_DEFAULT_PROFILES_FILE is set.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from launch_ros.actions import Node
 from launch import LaunchContext, LaunchDescription
 
 PACKAGE = "depth_node"
-PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
+PROFILE_SETTING = "DEPTH_NODE_DDS_PROFILE"  # read by the node's main (depth_node/dds_profile.py)
 ARGUMENTS = {
     "namespace": ("", "namespace of the estimator's node and its depth/* outputs"),
     "image": ("/camera/color/image_raw", "colour image topic (the raw topic name, also with compressed:=true)"),
@@ -55,13 +55,6 @@ def _rviz_config(share: Path, topics: dict[str, str], frame: str) -> str:
     return str(out)
 
 
-def _dds_profile(setting: str, share: Path) -> dict[str, str]:
-    """The estimator's extra environment for its Fast DDS profile (read when its first participant is created)."""
-    if setting == "auto":
-        setting = "" if PROFILE_VARIABLE in os.environ else str(share / "config" / "fastdds_large_outputs.xml")
-    return {PROFILE_VARIABLE: setting} if setting else {}
-
-
 def _actions(context: LaunchContext) -> list:
     arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     share = Path(get_package_share_directory(PACKAGE))
@@ -75,7 +68,7 @@ def _actions(context: LaunchContext) -> list:
         namespace=namespace,
         parameters=[arg["params_file"] or str(share / "config" / "estimator.yaml"), overrides],
         remappings=[("image_raw", arg["image"]), ("camera_info", arg["camera_info"])],
-        additional_env=_dds_profile(arg["dds_profile"], share),
+        additional_env={PROFILE_SETTING: arg["dds_profile"]},
         output="screen",
     )
     actions = [estimator]

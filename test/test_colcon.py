@@ -1,5 +1,6 @@
 """`colcon build` (PyPI colcon-common-extensions, no ROS install needed) puts everything in the standard paths."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -35,3 +36,10 @@ def test_colcon_build_installs_standard_layout(tmp_path):
     assert (site / "depth_node_training" / "configs" / "default.yaml").is_file()
     assert (site / "depth_node" / "models" / "default.pt").is_file()
     assert (site / "depth_node" / "models" / "default.confidence.json").is_file()  # the torch backend reads it
+    # the node's main finds its Fast DDS profile in the installed share/, not in the source tree
+    where = subprocess.run([sys.executable, "-c", "import depth_node.dds_profile as d; print(d.__file__); "
+                            "print(d.packaged_profile())"], env={**os.environ, "PYTHONPATH": str(site)},
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    module, profile = where.stdout.split()
+    assert Path(module).is_relative_to(site), where.stdout + where.stderr
+    assert Path(profile) == (share / "config" / "fastdds_large_outputs.xml").resolve()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import importlib.util
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,10 +36,11 @@ def test_launch_file_is_valid_python_with_the_documented_arguments() -> None:
 
 def test_named_files_exist_and_are_installed_to_share() -> None:
     text = LAUNCH.read_text()
-    for relative in ("config/estimator.yaml", "config/depth.rviz", "config/fastdds_large_outputs.xml"):
+    for relative in ("config/estimator.yaml", "config/depth.rviz"):
         parts = relative.split("/")
         assert f'"{parts[0]}" / "{parts[1]}"' in text
         assert (ROOT / relative).is_file()
+    assert (ROOT / "config" / "fastdds_large_outputs.xml").is_file()  # the node's main finds it (test_dds_profile.py)
     setup = (ROOT / "setup.py").read_text()
     for installed in ('glob("launch/*.launch.py")', 'glob("config/*.yaml")', 'glob("config/*.rviz")',
                       'glob("config/*.xml")'):
@@ -97,22 +96,12 @@ def test_launch_description_with_launch_ros(tmp_path: Path) -> None:
     assert rviz.node_executable == "rviz2"
 
 
-def launch_function(name: str) -> Callable:
-    """One function of the launch file with its module constants, run without the launch packages."""
+def test_dds_profile_reaches_the_node_as_the_variable_its_main_reads() -> None:
+    from depth_node.dds_profile import SETTING_VARIABLE
+
+    assert launch_arguments()["dds_profile"][0] == "auto"
     tree = ast.parse(LAUNCH.read_text(), filename=str(LAUNCH))
-    keep = [node for node in tree.body if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "").isupper()
-            or isinstance(node, ast.FunctionDef) and node.name == name]
-    namespace: dict = {"os": os, "Path": Path}
-    exec(compile(ast.Module(body=keep, type_ignores=[]), str(LAUNCH), "exec"), namespace)
-    return namespace[name]
-
-
-def test_the_node_gets_the_packaged_dds_profile_unless_the_user_chose_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    dds_profile = launch_function("_dds_profile")
-    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
-    packaged = str(ROOT / "config" / "fastdds_large_outputs.xml")
-    assert dds_profile("auto", ROOT) == {"FASTDDS_DEFAULT_PROFILES_FILE": packaged}
-    assert dds_profile("", ROOT) == {}
-    assert dds_profile("/etc/mine.xml", ROOT) == {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"}
-    monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/etc/robot.xml")
-    assert dds_profile("auto", ROOT) == {}  # the process inherits the user's own
+    constants = {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
+                 if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "PROFILE_SETTING"}
+    assert constants == {"PROFILE_SETTING": SETTING_VARIABLE}
+    assert 'additional_env={PROFILE_SETTING: arg["dds_profile"]}' in LAUNCH.read_text()
