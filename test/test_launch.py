@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ ROOT = Path(__file__).parents[1]
 LAUNCH = ROOT / "launch" / "estimator.launch.py"
 RVIZ = ROOT / "config" / "depth.rviz"
 REQUIRED_ARGUMENTS = {"namespace", "image", "camera_info", "compressed", "model", "backend", "params_file", "use_rviz",
-                      "dds_profile"}
+                      "dds_profile", "lr_depth"}
 
 
 def launch_arguments() -> dict[str, tuple[str, str]]:
@@ -105,3 +106,26 @@ def test_dds_profile_reaches_the_node_as_the_variable_its_main_reads() -> None:
                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "PROFILE_SETTING"}
     assert constants == {"PROFILE_SETTING": SETTING_VARIABLE}
     assert 'additional_env={PROFILE_SETTING: arg["dds_profile"]}' in LAUNCH.read_text()
+
+
+def launch_function(name: str) -> Callable:
+    """One function of the launch file (with its module constants and ``_true``), run without the launch packages."""
+    tree = ast.parse(LAUNCH.read_text(), filename=str(LAUNCH))
+    keep = [node for node in tree.body if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "").isupper()
+            or isinstance(node, ast.FunctionDef) and node.name in (name, "_true")]
+    namespace: dict = {}
+    exec(compile(ast.Module(body=keep, type_ignores=[]), str(LAUNCH), "exec"), namespace)
+    return namespace[name]
+
+
+def test_an_lr_depth_topic_turns_scale_alignment_on_and_is_remapped() -> None:
+    from depth_node.params import FIELDS
+
+    settings = launch_function("_node_settings")
+    defaults = {name: default for name, (default, _) in launch_arguments().items()}
+    overrides, remappings = settings(defaults)
+    assert overrides == {"image_transport": "raw"} and dict(remappings).keys() == {"image_raw", "camera_info"}
+    overrides, remappings = settings({**defaults, "lr_depth": "/tof/depth/image_raw", "compressed": "true"})
+    assert overrides == {"image_transport": "compressed", "scale_align.enabled": True}
+    assert dict(remappings)["lr_depth"] == "/tof/depth/image_raw"
+    assert FIELDS["scale_align.enabled"].default is False  # the node's own default stays off
