@@ -4,7 +4,9 @@ Each run's checkpoint sees its fold's frames in time order, as the node would, a
 ``ScaleAligner`` (the node's default parameters unless given) is fed each frame's LR supervision (the logged LR depth,
 else down(G_hr) by the factor, as training had it). Paired per frame and seed: AbsRel aligned - raw, per fold and
 pooled (moving-block bootstrap and t-interval over seeds), per 20-frame block, and the rule of
-``bench/results/scale_align/rule.md``. A PNG shows AbsRel and the fitted scale along each fold.
+``bench/results/scale_align/rule.md``. ``--sensor SIGMA LOST`` degrades the LR depth like a noisier sensor
+(``confidence_sensor_noise.degrade``); a sensor's own scale error passes into the output unchanged, by design. A PNG
+shows AbsRel and the fitted scale along each fold.
 
     python bench/scale_align_blocks.py --fold val=bench/results/ablation_x4_fastdepth/default-hflip \\
         --fold early=bench/results/ablation_x4_early/default-hflip --seeds 0 1 2 3 4 5 \\
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from ablation import SPLITS
+from confidence_sensor_noise import degrade
 from depth_node_training.config import DataConfig
 from depth_node_training.evaluation.metrics import depth_metrics
 from depth_node_training.evaluation.statistics import block_means, paired_bootstrap, paired_t_interval
@@ -33,14 +36,20 @@ from depth_node.scale_align import ScaleAligner
 DATA = Path(__file__).parents[2] / "shared" / "data" / "redkitchen"
 
 
-def stream(checkpoint: Path, frames, data: DataConfig, aligner: ScaleAligner, desc: str) -> dict[str, list]:
-    """Per-frame AbsRel raw and aligned, and the scale each frame was published with, in time order."""
+def stream(checkpoint: Path, frames, data: DataConfig, aligner: ScaleAligner, desc: str,
+           sensor: tuple[float, float] = (0.0, 0.0)) -> dict[str, list]:
+    """Per-frame AbsRel raw and aligned, and the scale each frame was published with, in time order; ``sensor``:
+    (noise sigma, fraction lost) of the LR depth, as a noisier sensor than down(G_hr) would give it."""
     estimator = load_estimator(str(checkpoint), backend="torch")
+    rng = np.random.default_rng(0)
     raw, aligned, scales, skipped = [], [], [], 0
     for i in tqdm(range(len(frames)), desc=desc, dynamic_ncols=True):
         frame = frames[i]
         prediction = estimator.infer(frame.color, "rgb8")[0]
-        _, why = aligner.update(prediction, lr_supervision(frame, data))
+        lr = lr_supervision(frame, data)
+        if any(sensor):
+            lr = degrade(np.where(lr > 0, lr, np.nan), *sensor, 1.0, rng)
+        _, why = aligner.update(prediction, lr)
         skipped += why is not None
         raw.append(depth_metrics(prediction, frame.depth_hr, data.min_depth, data.max_depth)["abs_rel"])
         aligned.append(depth_metrics(aligner.apply(prediction), frame.depth_hr, data.min_depth,
@@ -93,6 +102,8 @@ def main() -> None:
     p.add_argument("--factor", type=float, default=4.0)
     p.add_argument("--smoothing", type=float, default=0.9, help="the node's scale_align.smoothing")
     p.add_argument("--max-step", type=float, default=0.05, help="the node's scale_align.max_step")
+    p.add_argument("--sensor", type=float, nargs=2, default=(0.0, 0.0), metavar=("SIGMA", "LOST"),
+                   help="degrade the LR depth: multiplicative noise sigma per reading, fraction of readings lost")
     p.add_argument("--out", type=Path, required=True, help="summary JSON (and a PNG beside it)")
     args = p.parse_args()
     data = DataConfig(factor=args.factor)
@@ -108,12 +119,13 @@ def main() -> None:
             if not checkpoint.is_file():
                 sys.exit(f"{checkpoint}: no such checkpoint")
             aligner = ScaleAligner(smoothing=args.smoothing, max_step=args.max_step)
-            results[fold][seed] = stream(checkpoint, frames, data, aligner, f"{fold} seed {seed}")
+            results[fold][seed] = stream(checkpoint, frames, data, aligner, f"{fold} seed {seed}", tuple(args.sensor))
     arrays = {fold: {key: np.array([run[key] for run in runs.values()]) for key in ("raw", "aligned")}
               for fold, runs in results.items()}
     folds = {fold: compare_fold(a["aligned"], a["raw"]) for fold, a in arrays.items()}
     summary = {"command": "python bench/scale_align_blocks.py " + " ".join(sys.argv[1:]),
                "aligner": {"smoothing": args.smoothing, "max_step": args.max_step, "shift": False},
+               "sensor": {"noise_sigma": args.sensor[0], "lost": args.sensor[1]},
                "seeds": args.seeds, "folds": folds,
                "lr_frames_skipped": {f: [r["lr_frames_skipped"] for r in runs.values()] for f, runs in results.items()},
                "runs": {f: {str(s): r for s, r in runs.items()} for f, runs in results.items()}}

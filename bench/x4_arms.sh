@@ -30,6 +30,7 @@ declare -A ARMS=(
   [default-steps500]="train.steps=500"  # the default recipe, half the budget (rule.md, 11:52 UTC 7 Dec)
   [default-enclr02]="train.encoder_lr_scale=0.2"  # the default recipe, the encoder at 0.2x the decoder's rate
   [default-hflip]="data.hflip=true"  # the default recipe with horizontal flips (rule.md, 16:47 UTC 7 Dec)
+  [default-zoom]="data.scale_jitter=0.25"  # the default recipe (flips on) with scale jitter (rule.md, 19:57 UTC 7 Dec)
 )
 # bench/ablation.py on the x4 protocol of these arms: 1000 steps, one thread per run, frames cached; the caller adds
 # the rest (a network other than the default comes as one more --set, e.g. --set "${EFFICIENTNET[@]}")
