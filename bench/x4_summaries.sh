@@ -2,7 +2,7 @@
 # The summaries of the x4 runs, from kept evaluations (no training; a missing evaluation of a kept checkpoint is made):
 #   bash bench/x4_summaries.sh [val4|penalty|val|test|table|table-noflip|table-efficientnet|prior|motion|recheck
 #                              |recheck-test|early
-#                              |two-folds|flip-test|all]
+#                              |two-folds|flip-test|zoom|zoom-test|all]
 # val4: (4) on top of the default, against it; penalty: (3) with Charbonnier against two-sided L1; val / test: every
 # issue-21 arm against +hr (summary_val.json, summary.json); table: the final x4 table, every row on FastDepth with
 # flips (ablation_x4/summary.json, runs from X4_OUT=bench/results/ablation_x4_flip bench/table_x4.sh; +cons is the
@@ -13,7 +13,9 @@
 # encoder at 0.2x against the FastDepth default on validation (summary_val_recheck.json), recheck-test: their test read;
 # early: the second validation fold (trained on 80-479, scored on 0-59; ablation_x4_early/summary_early.json);
 # two-folds: motion, removing (3), the encoder at 0.2x and flips on both folds pooled (bench/two_folds.py;
-# ablation_x4_early/summary_two_folds.json); flip-test: flips' test read (ablation_x4/summary_test_flip.json).
+# ablation_x4_early/summary_two_folds.json); flip-test: flips' test read (ablation_x4/summary_test_flip.json); zoom:
+# scale jitter against the default with flips on both folds pooled (ablation_x4_early/summary_two_folds_zoom.json),
+# zoom-test: its test read, only if the rule adopted it (ablation_x4/summary_test_zoom.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/x4_arms.sh
@@ -105,4 +107,16 @@ if [[ $what == flip-test || $what == all ]]; then
     --reuse "+cons=bench/results/ablation_x4/prior-fastdepth" \
     --reuse "default-hflip=bench/results/ablation_x4_fastdepth/default-hflip" --baseline +cons \
     --summary summary_test_flip.json
+fi
+if [[ $what == zoom || $what == all ]]; then
+  OMP_NUM_THREADS=1 .venv/bin/python bench/two_folds.py --fold val=bench/results/ablation_x4_fastdepth \
+    --fold early=bench/results/ablation_x4_early --compare default-zoom:default-hflip \
+    --out bench/results/ablation_x4_early/summary_two_folds_zoom.json
+fi
+if [[ $what == zoom-test ]]; then  # not in `all`: read only if the 19:57 rule adopted scale jitter
+  mapfile -t rows < <(row default-hflip default-zoom)
+  fastdepth --split test --out bench/results/ablation_x4 --rows "${rows[@]}" \
+    --reuse "default-hflip=bench/results/ablation_x4_fastdepth/default-hflip" \
+    --reuse "default-zoom=bench/results/ablation_x4_fastdepth/default-zoom" --baseline default-hflip \
+    --summary summary_test_zoom.json
 fi
