@@ -39,13 +39,15 @@ def frame(width: int, height: int) -> np.ndarray:
     return np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)], -1).astype(np.uint8)
 
 
-def lr_depth_mm(width: int, height: int) -> np.ndarray:
+def lr_depth_mm(width: int, height: int, scale: float = 1.0) -> np.ndarray:
     """The frame's Kinect depth subsampled to the LR size (millimetres, 0: no reading) when the data is there, else a
-    flat 2 m."""
+    flat 2 m; times ``scale``."""
     path = DATA / "redkitchen" / "frame-000000.depth.png"
     if path.exists():
-        return cv2.resize(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), (width, height), interpolation=cv2.INTER_NEAREST)
-    return np.full((height, width), 2000, np.uint16)
+        mm = cv2.resize(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), (width, height), interpolation=cv2.INTER_NEAREST)
+    else:
+        mm = np.full((height, width), 2000, np.uint16)
+    return np.clip(np.round(mm * scale), 0, 65534).astype(np.uint16)
 
 
 def main() -> None:
@@ -59,6 +61,8 @@ def main() -> None:
     p.add_argument("--settle", type=float, default=0.2,
                    help="seconds between this side's match and the first frame, for the subscriber's side to match")
     p.add_argument("--lr-depth", action="store_true", help="also publish a registered x4 LR depth on lr_depth")
+    p.add_argument("--lr-scale", type=float, default=1.0,
+                   help="the LR depth multiplied by this: a scene whose metric scale the model cannot know")
     args = p.parse_args()
 
     rclpy.init()
@@ -71,7 +75,7 @@ def main() -> None:
     if args.lr_depth:
         depth_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
         pubs.append(node.create_publisher(Image, "lr_depth", depth_qos))
-        mm = lr_depth_mm(args.width // 4, args.height // 4)
+        mm = lr_depth_mm(args.width // 4, args.height // 4, args.lr_scale)
     deadline = time.monotonic() + args.match_timeout
     while any(pub.get_subscription_count() == 0 for pub in pubs):
         if time.monotonic() > deadline:

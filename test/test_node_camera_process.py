@@ -43,6 +43,7 @@ class Running:
         self.node = EstimatorNode(context=self.context, parameter_overrides=parameters)
         self.listener = rclpy.create_node("listener", context=self.context)
         self.answered: set[int] = set()
+        self.last_depth: Image | None = None
         self.confidences: dict[int, Image] = {}
         self.diagnostics: list[dict[str, str]] = []
         self.levels: list[tuple[int, str]] = []
@@ -58,6 +59,7 @@ class Running:
 
     def _on_depth(self, msg: Image) -> None:
         self.answered.add(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+        self.last_depth = msg
 
     def _on_confidence(self, msg: Image) -> None:
         self.confidences[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = msg
