@@ -3,22 +3,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from test_node_camera_process import Running
+from test_node_camera_process import Running, serve
 
 DOMAIN_ID = 49  # this module's own DDS domain (<= 101: no clash with Linux ephemeral ports)
 
 
 @pytest.fixture(scope="module")
 def running() -> Iterator[Running]:
-    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    r = Running(DOMAIN_ID, {"confidence.use_lr_depth": True})
-    yield r
-    r.close()
+    yield from serve(DOMAIN_ID, {"confidence.use_lr_depth": True})
 
 
 def test_every_frame_gets_a_confidence_sharpened_by_the_sensor_beside_the_camera(running: Running) -> None:

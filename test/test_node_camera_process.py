@@ -94,11 +94,16 @@ class Running:
         rclpy.shutdown(context=self.context)
 
 
-@pytest.fixture(scope="module")
-def running() -> Iterator[Running]:
-    r = Running()
+def serve(domain_id: int = DOMAIN_ID, overrides: dict[str, Any] | None = None) -> Iterator[Running]:
+    """One node for a whole test module (its ``running`` fixture), closed after the module's last test."""
+    r = Running(domain_id, overrides)
     yield r
     r.close()
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Running]:
+    yield from serve()
 
 
 def test_a_reliable_raw_640x480_camera_gets_every_frame_answered(running: Running) -> None:

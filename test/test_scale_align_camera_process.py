@@ -4,13 +4,12 @@ what the node publishes agrees with the sensor's metres, here 25% further than t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 from camera_driver import lr_depth_mm
-from test_node_camera_process import Running
+from test_node_camera_process import Running, serve
 
 from depth_node.depth_image import decode_depth
 from depth_node.scale_align import reduce_to
@@ -21,10 +20,7 @@ LR_SCALE = 1.25  # the sensor reads the scene 25% further than the frame's own d
 
 @pytest.fixture(scope="module")
 def running() -> Iterator[Running]:
-    os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    r = Running(DOMAIN_ID, {"scale_align.enabled": True})
-    yield r
-    r.close()
+    yield from serve(DOMAIN_ID, {"scale_align.enabled": True})
 
 
 def test_the_published_depth_takes_the_scale_of_the_sensor_beside_the_camera(running: Running) -> None:
