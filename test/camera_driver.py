@@ -58,8 +58,6 @@ def main() -> None:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--match-timeout", type=float, default=20.0)
-    p.add_argument("--settle", type=float, default=0.2,
-                   help="seconds between this side's match and the first frame, for the subscriber's side to match")
     p.add_argument("--lr-depth", action="store_true", help="also publish a registered x4 LR depth on lr_depth")
     p.add_argument("--lr-scale", type=float, default=1.0,
                    help="the LR depth multiplied by this: a scene whose metric scale the model cannot know")
@@ -82,7 +80,7 @@ def main() -> None:
             topics = ", ".join(pub.topic_name for pub in pubs if pub.get_subscription_count() == 0)
             raise SystemExit(f"no subscriber matched {topics} ({args.reliability}) within {args.match_timeout} s")
         time.sleep(0.02)
-    time.sleep(args.settle)  # let the subscriber's side of the match settle too (discovery is not symmetric)
+    time.sleep(0.2)  # let the subscriber's side of the match settle too
     pixels = frame(args.width, args.height)
     f = 0.9 * args.width
     k = [f, 0.0, (args.width - 1) / 2, 0.0, f, (args.height - 1) / 2, 0.0, 0.0, 1.0]

@@ -403,6 +403,9 @@ def test_sample_log_frames(start, tmp_path: Path) -> None:
 
 def test_bad_model_files_refuse_to_start_or_to_switch(start, tmp_path: Path, capfd, monkeypatch) -> None:
     monkeypatch.setenv("ROS_DOMAIN_ID", str(DOMAIN_ID))  # main() uses the default context
+    # main() would give this whole test process the node's Fast DDS profile (test_dds_profile.py tests that); the
+    # other tests' in-process nodes keep Fast DDS's defaults, as test_node_camera_process's transport-loss test needs
+    monkeypatch.setenv("DEPTH_NODE_DDS_PROFILE", "")
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint\n")
     missing = tmp_path / "none.onnx"
