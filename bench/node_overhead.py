@@ -289,7 +289,7 @@ def main() -> None:
     load_before = os.getloadavg()
     feeder_env = dict(os.environ)
     os.environ[SETTING_VARIABLE] = args.dds_profile
-    profile = apply_profile()[0].removeprefix("Fast DDS profile: ")  # before this process's first participant
+    profile, _ = apply_profile()  # before this process's first participant, as the node's main does
     with tempfile.TemporaryDirectory() as tmp:
         model, what = onnx_model(args.model, Path(tmp))
         runs = [run_node(model, args.frames, compressed, decimation, warmup=5, feeder_env=feeder_env)

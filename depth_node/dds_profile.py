@@ -31,8 +31,8 @@ def packaged_profile() -> Path | None:
 
 
 def apply_profile(environ: MutableMapping[str, str] = os.environ) -> tuple[str, bool]:
-    """Set the process's Fast DDS profile from ``DEPTH_NODE_DDS_PROFILE``: (one line saying which it uses, whether
-    that is what was asked; False for a profile file that does not exist, which is then not set).
+    """Set the process's Fast DDS profile from ``DEPTH_NODE_DDS_PROFILE``: (the profile it uses and why, whether that
+    is what was asked; False for a profile file that does not exist, which is then not set).
 
     ``auto`` (or unset): the packaged profile, unless ``FASTDDS_DEFAULT_PROFILES_FILE`` is already set (the user's
     wins); a path: that file; empty: nothing is set (Fast DDS's defaults, or the user's file if set).
@@ -40,15 +40,14 @@ def apply_profile(environ: MutableMapping[str, str] = os.environ) -> tuple[str, 
     setting = environ.get(SETTING_VARIABLE, "auto").strip()
     if setting == "auto":
         if PROFILE_VARIABLE in environ:
-            return f"Fast DDS profile: {environ[PROFILE_VARIABLE]} ({PROFILE_VARIABLE} was set before the node)", True
+            return f"{environ[PROFILE_VARIABLE]} ({PROFILE_VARIABLE} was set before the node)", True
         packaged = packaged_profile()
         if packaged is None:
-            return f"Fast DDS profile: Fast DDS's defaults ({PROFILE_NAME} is not installed beside the package)", False
+            return f"Fast DDS's defaults ({PROFILE_NAME} is not installed beside the package)", False
         setting = str(packaged)
     elif not setting:
-        used = environ.get(PROFILE_VARIABLE) or "Fast DDS's defaults"
-        return f"Fast DDS profile: {used} ({SETTING_VARIABLE} empty)", True
+        return f"{environ.get(PROFILE_VARIABLE) or 'Fast DDS defaults'} ({SETTING_VARIABLE} empty)", True
     elif not Path(setting).is_file():
-        return f"Fast DDS profile: Fast DDS's defaults ({SETTING_VARIABLE}={setting}: no such file)", False
+        return f"Fast DDS's defaults ({SETTING_VARIABLE}={setting}: no such file)", False
     environ[PROFILE_VARIABLE] = setting
-    return f"Fast DDS profile: {setting}", True
+    return setting, True

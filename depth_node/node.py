@@ -397,7 +397,7 @@ def main(args: list[str] | None = None) -> int:
     when stopped by SIGINT or SIGTERM (also while starting), as process managers expect."""
     log = rclpy.logging.get_logger("estimator")
     dds_profile, as_asked = apply_profile()  # before rclpy.init: Fast DDS reads it with the first participant
-    (log.info if as_asked else log.warning)(dds_profile)
+    (log.info if as_asked else log.warning)(f"Fast DDS profile: {dds_profile}")
     try:
         session = rclpy.init(args=args)
     except RuntimeError as error:  # rcl's argument parser, e.g. `-p model:=` (an empty value needs quotes)
